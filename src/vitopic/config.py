@@ -1,0 +1,241 @@
+"""The one config schema: typed sections with defaults, loaded from YAML plus `key.sub=value` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from vitopic.errors import VitopicError
+
+DEFAULT_LABELS = ("ukraine_aid", "gaza", "nato")
+SEGMENTERS = ("rdrsegmenter", "underthesea", "pyvi", "none")
+PHOBERT_MAX_LENGTH = 256
+
+
+class ConfigError(VitopicError, ValueError):
+    """A config problem, always naming the file and the key."""
+
+    def __init__(self, source: str, key: str, message: str):
+        super().__init__(f"{source}: {key}: {message}")
+        self.source, self.key = source, key
+
+
+@dataclass
+class ModelConfig:
+    """Which network to fine-tune: a pretrained checkpoint, or a small one built from scratch."""
+
+    name_or_path: str | None = None  # Hub id or local dir; None builds a PhoBERT-shaped model
+    revision: str | None = None
+    license: str | None = None  # defaults to the base model's license (see modelcard)
+    mode: Literal["multi_label", "single_label"] = "multi_label"
+    # Shape of a from-scratch model (ignored when name_or_path is set).
+    hidden_size: int = 64
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 2
+    intermediate_size: int = 128
+    dropout: float = 0.1
+    bpe_merges: int = 4000  # BPE merges learned for a from-scratch tokenizer
+
+
+@dataclass
+class DataConfig:
+    """Where the JSONL splits live and which labels they use."""
+
+    dir: str = "training/data"
+    train_file: str = "train.jsonl"
+    dev_file: str = "dev.jsonl"
+    test_file: str | None = "test.jsonl"
+    seed_file: str | None = "seed.jsonl"
+    labels: list[str] = field(default_factory=lambda: list(DEFAULT_LABELS))
+
+    def path(self, name: str) -> Path:
+        return Path(self.dir) / name
+
+
+@dataclass
+class TextConfig:
+    """How raw Vietnamese becomes PhoBERT input."""
+
+    segmenter: Literal["rdrsegmenter", "underthesea", "pyvi", "none"] = "pyvi"
+    max_length: int = PHOBERT_MAX_LENGTH
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation settings, passed on to `transformers.TrainingArguments`."""
+
+    learning_rate: float = 2e-5
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    epochs: float = 5.0
+    max_steps: int = -1
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    seed: int = 42
+    pos_weight: bool = False
+    early_stopping_patience: int | None = 3
+    bf16: bool = False
+    logging_steps: int = 10
+    save_total_limit: int = 2
+
+
+@dataclass
+class OutputConfig:
+    """Where a run writes its checkpoint, reports and plots."""
+
+    dir: str = "runs/tiny"
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_type(value: Any, hint: Any, source: str, key: str) -> Any:
+    """Return `value` coerced to `hint` (ints widen to floats), or raise a ConfigError."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_type(value, arg, source, key)
+            except ConfigError as err:
+                errors.append(err)
+        raise errors[0]
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(source, key, f"must be one of {list(choices)}, got {value!r}")
+        return value
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(source, key, f"must be a list, got {type(value).__name__}")
+        return [_check_type(v, item, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, bool) or not isinstance(value, hint):
+        raise ConfigError(source, key, f"must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(source, prefix or "<root>", "must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            raise ConfigError(source, dotted, f"unknown key (known: {sorted(names)})")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, source, dotted)
+        else:
+            kwargs[key] = _check_type(value, hint, source, dotted)
+    return cls(**kwargs)
+
+
+def _validate(cfg: Config, source: str, check_files: bool) -> None:
+    """Value checks that types alone cannot express."""
+
+    def require(ok: bool, key: str, message: str) -> None:
+        if not ok:
+            raise ConfigError(source, key, message)
+
+    labels = cfg.data.labels
+    require(len(labels) > 0, "data.labels", "must name at least one label")
+    require(len(set(labels)) == len(labels), "data.labels", "labels must be unique")
+    require(all(lab.strip() and lab == lab.strip() for lab in labels), "data.labels",
+            "labels must be non-empty names without surrounding spaces")
+    require(cfg.model.mode == "multi_label" or "none" not in labels, "data.labels",
+            "'none' is reserved for the implicit class of single_label mode")
+    t = cfg.training
+    require(t.learning_rate > 0, "training.learning_rate", f"must be > 0, got {t.learning_rate}")
+    require(t.batch_size > 0, "training.batch_size", f"must be > 0, got {t.batch_size}")
+    require(t.eval_batch_size > 0, "training.eval_batch_size", "must be > 0")
+    require(t.epochs > 0, "training.epochs", f"must be > 0, got {t.epochs}")
+    require(t.max_steps == -1 or t.max_steps > 0, "training.max_steps", "must be -1 or > 0")
+    require(0 <= t.warmup_ratio < 1, "training.warmup_ratio", "must be in [0, 1)")
+    require(t.weight_decay >= 0, "training.weight_decay", "must be >= 0")
+    require(t.logging_steps > 0, "training.logging_steps", "must be > 0")
+    require(t.save_total_limit > 0, "training.save_total_limit", "must be > 0")
+    require(t.early_stopping_patience is None or t.early_stopping_patience > 0,
+            "training.early_stopping_patience", "must be > 0 or null")
+    require(0 < cfg.text.max_length <= PHOBERT_MAX_LENGTH, "text.max_length",
+            f"must be in 1..{PHOBERT_MAX_LENGTH} (PhoBERT has 258 positions)")
+    m = cfg.model
+    require(m.hidden_size % m.num_attention_heads == 0, "model.hidden_size",
+            "must be divisible by model.num_attention_heads")
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                "bpe_merges"):
+        require(getattr(m, key) > 0, f"model.{key}", "must be > 0")
+    require(0 <= m.dropout < 1, "model.dropout", "must be in [0, 1)")
+    require(bool(cfg.output.dir.strip()), "output.dir", "must not be empty")
+    if check_files:
+        for key in ("train_file", "dev_file", "test_file", "seed_file"):
+            name = getattr(cfg.data, key)
+            if name is not None and not cfg.data.path(name).is_file():
+                require(False, f"data.{key}", f"file not found: {cfg.data.path(name)}")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split `a.b=value` into (["a", "b"], parsed YAML value)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError("<command line>", text, "override must look like key.sub=value")
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+    check_files: bool = True,
+) -> Config:
+    """Load, override and validate a config; raise ConfigError naming file and key on any problem."""
+    source = str(path) if path is not None else "<defaults>"
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(source, "<file>", "config file not found")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(source, "<yaml>", f"not valid YAML: {err}") from err
+        if not isinstance(data, dict):
+            raise ConfigError(source, "<root>", "must be a mapping of sections")
+    for override in overrides:
+        keys, value = parse_override(override)
+        node = data
+        for part in keys[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(source, ".".join(keys), "cannot override inside a non-mapping")
+        node[keys[-1]] = value
+    cfg = _build(Config, data, source, "")
+    _validate(cfg, source, check_files)
+    return cfg
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True),
+                          encoding="utf-8")

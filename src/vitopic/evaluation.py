@@ -1,0 +1,53 @@
+"""Evaluating a trained classifier on labeled examples, with metrics, plots and a report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from vitopic.data import Example, multi_hot
+from vitopic.metrics import multilabel_metrics
+from vitopic.plots import plot_pr_curves
+from vitopic.predict import TopicClassifier
+
+
+def evaluate_examples(
+    clf: TopicClassifier, examples: list[Example], batch_size: int = 32, progress: bool = False
+) -> tuple[dict, np.ndarray, np.ndarray, list[dict]]:
+    """Metrics (with the classifier's own thresholds), scores, targets and per-example rows."""
+    predictions = clf.predict([ex.text for ex in examples], batch_size=batch_size,
+                              progress=progress)
+    labels = clf.labels
+    scores = np.array([[p.scores[lab] for lab in labels] for p in predictions])
+    decided = np.array([[lab in p.labels for lab in labels] for p in predictions])
+    targets = multi_hot(examples, labels)
+    rows = [{"id": ex.id, "text": ex.text, "labels": list(ex.labels), "predicted": p.labels,
+             "scores": {k: round(v, 4) for k, v in p.scores.items()}}
+            for ex, p in zip(examples, predictions, strict=True)]
+    return multilabel_metrics(decided, targets, labels), scores, targets, rows
+
+
+def format_metrics(name: str, result: dict) -> str:
+    """A plain-text summary, macro-F1 named as such."""
+    lines = [f"{name}: macro-F1 {result['macro_f1']:.4f}  micro-F1 {result['micro_f1']:.4f}  "
+             f"exact-match {result['exact_match']:.4f}"]
+    for label, m in result["per_label"].items():
+        lines.append(f"  {label:<12} P {m['precision']:.3f}  R {m['recall']:.3f}  "
+                     f"F1 {m['f1']:.3f}  (tp {m['tp']} fp {m['fp']} fn {m['fn']} tn {m['tn']}, "
+                     f"support {m['support']})")
+    return "\n".join(lines)
+
+
+def write_evaluation(out_dir: str | Path, name: str, clf: TopicClassifier, result: dict,
+                     scores: np.ndarray, targets: np.ndarray, rows: list[dict]) -> Path:
+    """`eval-NAME.json` (metrics + per-example predictions) and `plots/pr-NAME.png`."""
+    out_dir = Path(out_dir)
+    (out_dir / "plots").mkdir(parents=True, exist_ok=True)
+    plot_pr_curves(scores, targets, clf.labels, clf.thresholds, out_dir / "plots" / f"pr-{name}.png",
+                   f"precision-recall on {name}")
+    path = out_dir / f"eval-{name}.json"
+    path.write_text(json.dumps({"metrics": result, "predictions": rows}, indent=1,
+                               ensure_ascii=False), "utf-8")
+    return path

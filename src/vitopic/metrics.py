@@ -1,0 +1,52 @@
+"""Metrics through `evaluate` (offline, from the module shipped in the package) and thresholds."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import evaluate
+import numpy as np
+
+METRIC_DIR = Path(__file__).parent / "metric_modules" / "multilabel_f1"
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
+
+
+@functools.cache
+def _metric() -> evaluate.EvaluationModule:
+    return evaluate.load(str(METRIC_DIR))
+
+
+def multilabel_metrics(predicted: np.ndarray, references: np.ndarray, labels: list[str]) -> dict:
+    """Micro/macro F1, per-label P/R/F1 and confusion counts, exact match, for multi-hot arrays."""
+    return _metric().compute(
+        predictions=np.asarray(predicted, dtype=np.int8).tolist(),
+        references=np.asarray(references, dtype=np.int8).tolist(),
+        label_names=list(labels),
+    )
+
+
+def _f1_at(scores: np.ndarray, truth: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """F1 of one label for each candidate threshold."""
+    pred = scores[None, :] >= thresholds[:, None]
+    tp = (pred & truth[None, :]).sum(1)
+    fp = (pred & ~truth[None, :]).sum(1)
+    fn = (~pred & truth[None, :]).sum(1)
+    denom = 2 * tp + fp + fn
+    return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+
+
+def tune_thresholds(scores: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """Per-label threshold maximising that label's F1 on (dev) data; ties go to the one nearest 0.5.
+
+    A label with no positives in the data keeps 0.5.
+    """
+    truth = np.asarray(references, dtype=bool)
+    out = np.full(scores.shape[1], 0.5)
+    for j in range(scores.shape[1]):
+        if not truth[:, j].any():
+            continue
+        f1 = _f1_at(scores[:, j], truth[:, j], THRESHOLD_GRID)
+        best = np.flatnonzero(np.isclose(f1, f1.max()))
+        out[j] = THRESHOLD_GRID[best[np.argmin(np.abs(THRESHOLD_GRID[best] - 0.5))]]
+    return out

@@ -1,0 +1,59 @@
+"""PNG plots for run reports: per-label precision-recall curves and loss curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import precision_recall_curve  # noqa: E402
+
+
+def plot_pr_curves(
+    scores: np.ndarray, references: np.ndarray, labels: list[str], thresholds: np.ndarray,
+    path: str | Path, title: str,
+) -> Path:
+    """One precision-recall curve per label, with the chosen threshold marked."""
+    fig, axes = plt.subplots(1, len(labels), figsize=(4 * len(labels), 4), squeeze=False)
+    for ax, j, label in zip(axes[0], range(len(labels)), labels, strict=True):
+        truth = references[:, j].astype(bool)
+        ax.set_title(label)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        if not truth.any():
+            ax.text(0.5, 0.5, "no positives", ha="center")
+            continue
+        precision, recall, cut = precision_recall_curve(truth, scores[:, j])
+        ax.plot(recall, precision)
+        pred = scores[:, j] >= thresholds[j]
+        tp = (pred & truth).sum()
+        p = tp / pred.sum() if pred.sum() else 1.0
+        r = tp / truth.sum()
+        ax.scatter([r], [p], color="red", zorder=3, label=f"threshold {thresholds[j]:.2f}")
+        ax.legend(loc="lower left")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_losses(log_history: list[dict], path: str | Path) -> Path:
+    """Training and evaluation loss against the global step, from `Trainer.state.log_history`."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, name in (("loss", "train"), ("eval_loss", "eval")):
+        points = [(row["step"], row[key]) for row in log_history if key in row]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o" if name == "eval" else None, label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return Path(path)

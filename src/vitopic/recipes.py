@@ -1,0 +1,58 @@
+"""Recipes: the whole jobs that `vitopic ...` and `training/*.py` run, composed from components."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from accelerate import PartialState
+
+from vitopic.baseline import TfidfBaseline
+from vitopic.config import Config
+from vitopic.evaluation import evaluate_examples, format_metrics, write_evaluation
+from vitopic.predict import TopicClassifier
+from vitopic.report import write_run_outputs
+from vitopic.training import Splits, train
+
+
+def run_baseline(cfg: Config) -> dict[str, dict]:
+    """Fit the TF-IDF baseline on train (thresholds on dev); metrics on dev and test."""
+    splits = Splits.load(cfg)
+    model = TfidfBaseline(cfg.data.labels, cfg.training.seed).fit(splits.train, splits.dev)
+    named = {"dev": splits.dev, "test": splits.test}
+    return {name: model.evaluate(examples) for name, examples in named.items() if examples}
+
+
+def train_recipe(cfg: Config, resume: bool = False) -> Path:
+    """Train, save, reload the saved checkpoint to label the seed sentences, write the report."""
+    result = train(cfg, resume=resume)
+    if PartialState().is_main_process:
+        seed = Splits.load(cfg).seed
+        seed_rows = None
+        if seed:
+            clf = TopicClassifier.from_pretrained(result.output_dir)
+            seed_rows = evaluate_examples(clf, seed)[3]
+        write_run_outputs(cfg, result, seed_rows, baseline=run_baseline(cfg))
+        for name, metrics in (("dev", result.dev), ("test", result.test)):
+            if metrics:
+                print(format_metrics(name, metrics))
+    return result.output_dir
+
+
+def evaluate_recipe(model: str, data: str, out_dir: str | None, batch_size: int = 32) -> dict:
+    """Evaluate a checkpoint on any labeled JSONL file; print metrics, write JSON and plots."""
+    from vitopic.data import read_jsonl
+
+    clf = TopicClassifier.from_pretrained(model)
+    examples = read_jsonl(data, clf.labels)
+    result, scores, targets, rows = evaluate_examples(clf, examples, batch_size, progress=True)
+    print(format_metrics(Path(data).name, result))
+    target = Path(out_dir) if out_dir else clf_dir(model)
+    path = write_evaluation(target, Path(data).stem, clf, result, scores, targets, rows)
+    print(f"wrote {path} and {target / 'plots' / f'pr-{Path(data).stem}.png'}")
+    return result
+
+
+def clf_dir(model: str) -> Path:
+    """Where evaluation files go by default: beside a local model, else ./eval-ORG--NAME."""
+    local = Path(model)
+    return local if local.is_dir() else Path("eval-" + model.replace("/", "--"))

@@ -1,0 +1,56 @@
+"""What a training run writes beside its checkpoint: metrics.json, report.md, plots, model card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from vitopic.checkpoint import Metadata
+from vitopic.config import Config
+from vitopic.evaluation import format_metrics
+from vitopic.modelcard import render_card
+from vitopic.plots import plot_losses, plot_pr_curves
+from vitopic.training import TrainResult
+
+
+def write_run_outputs(cfg: Config, result: TrainResult, seed_rows: list[dict] | None,
+                      baseline: dict | None = None) -> dict[str, Path]:
+    """Write the run's report files into `output.dir`; return their paths."""
+    out = result.output_dir
+    meta = Metadata.load(out)
+    plots = out / "plots"
+    plots.mkdir(exist_ok=True)
+    results = {"dev": result.dev, **({"test": result.test} if result.test else {})}
+    paths = {
+        "pr_curves": plot_pr_curves(result.dev_scores, result.dev_targets, meta.labels,
+                                    np.asarray(result.thresholds), plots / "pr-dev.png",
+                                    "precision-recall on dev"),
+        "losses": plot_losses(result.log_history, plots / "loss.png"),
+    }
+    metrics = {"thresholds": dict(zip(meta.labels, meta.thresholds, strict=False)), **results,
+               "seed_predictions": seed_rows or [], "baseline": baseline}
+    paths["metrics"] = out / "metrics.json"
+    paths["metrics"].write_text(json.dumps(metrics, indent=1, ensure_ascii=False), "utf-8")
+
+    lines = [f"# Training report: {Path(cfg.output.dir).name}", "",
+             f"Base model: `{cfg.model.name_or_path or 'from scratch (PhoBERT-shaped)'}`, "
+             f"mode `{cfg.model.mode}`, segmenter `{cfg.text.segmenter}`.", "",
+             "Thresholds (tuned on dev): " + ", ".join(
+                 f"{lab} {t:.2f}" for lab, t in zip(meta.labels, meta.thresholds, strict=False)),
+             "", "```"]
+    lines += [format_metrics(split, r) for split, r in results.items()]
+    if baseline:
+        lines += [format_metrics(f"baseline TF-IDF+LR {split}", r)
+                  for split, r in baseline.items()]
+    lines += ["```", "", "![precision-recall](plots/pr-dev.png)", "", "![losses](plots/loss.png)"]
+    if seed_rows:
+        lines += ["", "## Seed sentences", "", "| text | gold | predicted |", "|---|---|---|"]
+        lines += [f"| {r['text'][:90]} | {', '.join(r['labels'])} | {', '.join(r['predicted'])} |"
+                  for r in seed_rows]
+    paths["report"] = out / "report.md"
+    paths["report"].write_text("\n".join(lines) + "\n", "utf-8")
+    paths["card"] = out / "README.md"
+    paths["card"].write_text(render_card(meta, results, Path(cfg.output.dir).name), "utf-8")
+    return paths

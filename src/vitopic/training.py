@@ -1,0 +1,239 @@
+"""The fine-tuning recipe: config -> data -> tokenizer -> model -> Trainer -> thresholds -> checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from accelerate import PartialState
+from transformers import (
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainingArguments,
+)
+
+from vitopic.bpe import learn_phobert_tokenizer
+from vitopic.checkpoint import METADATA_FILE, Metadata
+from vitopic.config import Config, save_config
+from vitopic.data import Example, multi_hot, read_jsonl
+from vitopic.metrics import multilabel_metrics, tune_thresholds
+from vitopic.modeling import (
+    build_model,
+    decide,
+    label_scores,
+    load_pretrained_tokenizer,
+    scores_from_logits,
+)
+from vitopic.text import prepare
+
+logger = logging.getLogger(__name__)
+TRAINER_DIR = "checkpoints"
+
+
+@dataclass
+class Splits:
+    """The labeled splits named by the config (test and seed are optional)."""
+
+    train: list[Example]
+    dev: list[Example]
+    test: list[Example] | None
+    seed: list[Example] | None
+
+    @classmethod
+    def load(cls, cfg: Config) -> Splits:
+        d = cfg.data
+
+        def read(name: str | None) -> list[Example] | None:
+            return read_jsonl(d.path(name), d.labels) if name else None
+
+        return cls(read(d.train_file), read(d.dev_file), read(d.test_file), read(d.seed_file))
+
+
+class TopicTrainer(Trainer):
+    """`Trainer` with an optional per-label `pos_weight` in the multi-label BCE loss."""
+
+    def __init__(self, *args, pos_weight: torch.Tensor | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pos_weight = pos_weight
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.pos_weight is None:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            outputs.logits, labels.to(outputs.logits.dtype),
+            pos_weight=self.pos_weight.to(outputs.logits.device),
+        )
+        return (loss, outputs) if return_outputs else loss
+
+
+def pos_weight_from(targets: np.ndarray) -> torch.Tensor:
+    """negatives / positives for each label (1 where a label has no positives)."""
+    positives = targets.sum(0)
+    negatives = len(targets) - positives
+    return torch.tensor(np.where(positives > 0, negatives / np.maximum(positives, 1), 1.0),
+                        dtype=torch.float32)
+
+
+def encode(cfg: Config, tokenizer: PreTrainedTokenizerBase, texts: list[str],
+           targets: np.ndarray) -> datasets.Dataset:
+    """Tokenised dataset (truncated to `text.max_length`) with float multi-hot or int labels."""
+    enc = tokenizer(texts, truncation=True, max_length=cfg.text.max_length)
+    if cfg.model.mode == "multi_label":
+        labels = targets.tolist()
+    else:  # single_label: class 0 is `none`, else the first of the example's labels
+        labels = [int(np.argmax(row)) + 1 if row.any() else 0 for row in targets]
+    return datasets.Dataset.from_dict({**enc, "labels": labels})
+
+
+def _compute_metrics(cfg: Config):
+    labels, mode = cfg.data.labels, cfg.model.mode
+
+    def compute(eval_pred) -> dict[str, float]:
+        scores = scores_from_logits(eval_pred.predictions, mode)
+        refs = np.asarray(eval_pred.label_ids)
+        if mode == "single_label":
+            refs = np.eye(len(labels) + 1, dtype=bool)[refs.astype(int)][:, 1:]
+        result = multilabel_metrics(decide(scores, mode, np.full(len(labels), 0.5)), refs, labels)
+        flat = {k: result[k] for k in ("macro_f1", "micro_f1", "exact_match")}
+        flat.update({f"{lab}_f1": v["f1"] for lab, v in result["per_label"].items()})
+        return flat
+
+    return compute
+
+
+def training_arguments(cfg: Config) -> TrainingArguments:
+    t = cfg.training
+    return TrainingArguments(
+        output_dir=str(Path(cfg.output.dir) / TRAINER_DIR),
+        learning_rate=t.learning_rate,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,  # a float in [0, 1) is a ratio in transformers 5
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=t.bf16,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="steps",
+        logging_steps=t.logging_steps,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model="macro_f1",
+        greater_is_better=True,
+        report_to="none",
+        dataloader_num_workers=0,
+    )
+
+
+def make_tokenizer(cfg: Config, train_texts: list[str], scratch: Path) -> PreTrainedTokenizerBase:
+    """PhoBERT's own tokenizer for a pretrained model; one learned from the train split otherwise."""
+    if cfg.model.name_or_path:
+        return load_pretrained_tokenizer(cfg.model.name_or_path, cfg.model.revision,
+                                         cfg.text.max_length)
+    return learn_phobert_tokenizer(train_texts, scratch, cfg.model.bpe_merges, cfg.text.max_length)
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    thresholds: list[float]
+    dev: dict
+    test: dict | None
+    log_history: list[dict]
+    dev_scores: np.ndarray
+    dev_targets: np.ndarray
+
+
+def train(cfg: Config, resume: bool = False) -> TrainResult:
+    """Fine-tune per `cfg`, tune thresholds on dev, and save a checkpoint into `output.dir`.
+
+    Every process computes; only the main process writes. `vitopic.json` is written last, so an
+    interrupted run never looks like a finished model.
+    """
+    state = PartialState()
+    out = Path(cfg.output.dir)
+    labels = cfg.data.labels
+    splits = Splits.load(cfg)
+    if state.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / METADATA_FILE).unlink(missing_ok=True)
+        save_config(cfg, out / "config.yaml")
+
+    texts = {name: prepare([ex.text for ex in getattr(splits, name)], cfg.text.segmenter)
+             for name in ("train", "dev", "test") if getattr(splits, name) is not None}
+    targets = {name: multi_hot(getattr(splits, name), labels) for name in texts}
+    with tempfile.TemporaryDirectory() as scratch:
+        tokenizer = make_tokenizer(cfg, texts["train"], Path(scratch))
+        model = build_model(cfg, tokenizer)
+        model.config.tokenizer_class = "PhobertTokenizer"
+        data = {name: encode(cfg, tokenizer, texts[name], targets[name]) for name in texts}
+        use_pos_weight = cfg.training.pos_weight and cfg.model.mode == "multi_label"
+        callbacks = []
+        if cfg.training.early_stopping_patience:
+            callbacks.append(EarlyStoppingCallback(cfg.training.early_stopping_patience))
+        trainer = TopicTrainer(
+            model=model,
+            args=training_arguments(cfg),
+            train_dataset=data["train"],
+            eval_dataset=data["dev"],
+            processing_class=tokenizer,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=_compute_metrics(cfg),
+            callbacks=callbacks,
+            pos_weight=pos_weight_from(targets["train"]) if use_pos_weight else None,
+        )
+        trainer.train(resume_from_checkpoint=_last_checkpoint(out) if resume else None)
+
+        dev_scores = _predict_scores(trainer, data["dev"], cfg.model.mode)
+        if cfg.model.mode == "multi_label":
+            thresholds = tune_thresholds(label_scores(dev_scores, "multi_label"), targets["dev"])
+        else:
+            thresholds = np.full(len(labels), 0.5)
+        results = {name: multilabel_metrics(
+            decide(_predict_scores(trainer, data[name], cfg.model.mode) if name != "dev"
+                   else dev_scores, cfg.model.mode, thresholds), targets[name], labels)
+            for name in texts if name != "train"}
+
+        trainer.save_model(str(out))  # weights + tokenizer files; main process only
+    if state.is_main_process:
+        (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; the config.yaml says it all
+        Metadata(
+            labels=list(labels), mode=cfg.model.mode, segmenter=cfg.text.segmenter,
+            max_length=cfg.text.max_length,
+            thresholds=[float(t) for t in thresholds] if cfg.model.mode == "multi_label" else [],
+            base_model=cfg.model.name_or_path,
+        ).save(out)
+    state.wait_for_everyone()
+    return TrainResult(out, [float(t) for t in thresholds], results["dev"], results.get("test"),
+                       trainer.state.log_history, label_scores(dev_scores, cfg.model.mode),
+                       targets["dev"])
+
+
+def _predict_scores(trainer: Trainer, dataset: datasets.Dataset, mode: str) -> np.ndarray:
+    return scores_from_logits(trainer.predict(dataset).predictions, mode)
+
+
+def _last_checkpoint(out: Path) -> str:
+    """The newest `checkpoint-N` under the run's trainer dir; a clear error when there is none."""
+    candidates = sorted((out / TRAINER_DIR).glob("checkpoint-*"),
+                        key=lambda p: int(p.name.split("-")[-1]))
+    if not candidates:
+        raise FileNotFoundError(f"--resume: no checkpoint to resume from in {out / TRAINER_DIR}")
+    return str(candidates[-1])
+
+
+def remove_trainer_checkpoints(out: str | Path) -> None:
+    shutil.rmtree(Path(out) / TRAINER_DIR, ignore_errors=True)
