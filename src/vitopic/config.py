@@ -132,7 +132,7 @@ def _check_type(value: Any, hint: Any, source: str, key: str) -> Any:
         return [_check_type(v, item, source, f"{key}[{i}]") for i, v in enumerate(value)]
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if hint is int and isinstance(value, bool) or not isinstance(value, hint):
+    if (hint is int and isinstance(value, bool)) or not isinstance(value, hint):
         raise ConfigError(source, key, f"must be {hint.__name__}, got {value!r}")
     return value
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import precision_recall_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import precision_recall_curve
 
 
 def plot_pr_curves(
@@ -28,7 +28,7 @@ def plot_pr_curves(
         if not truth.any():
             ax.text(0.5, 0.5, "no positives", ha="center")
             continue
-        precision, recall, cut = precision_recall_curve(truth, scores[:, j])
+        precision, recall, _ = precision_recall_curve(truth, scores[:, j])
         ax.plot(recall, precision)
         pred = scores[:, j] >= thresholds[j]
         tp = (pred & truth).sum()

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import overload
+from typing import Literal, overload
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from vitopic.checkpoint import Metadata, check_weights, resolve
+from vitopic.checkpoint import CheckpointError, Metadata, check_weights, resolve
+from vitopic.export import INT8_FILE, ONNX_FILE
 from vitopic.modeling import decide, label_scores, scores_from_logits
 from vitopic.text import prepare, split_sentences
+
+Backend = Literal["torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8"]
+BACKENDS = ("torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8")
+Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -45,8 +50,8 @@ class Prediction:
 class TopicClassifier:
     """A trained vitopic checkpoint, ready to label raw or word-segmented Vietnamese."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer, metadata: Metadata,
-                 segmenter: str | None = None, device: str | torch.device | None = None):
+    def __init__(self, runner: Runner, tokenizer, metadata: Metadata,
+                 segmenter: str | None = None):
         self.metadata = metadata
         self.labels = list(metadata.labels)
         self.tokenizer = tokenizer
@@ -58,25 +63,36 @@ class TopicClassifier:
                 "was trained with; predictions may degrade", UserWarning, stacklevel=3,
             )
             self.segmenter = segmenter
-        self.device = torch.device(device or "cpu")
-        self.model = model.to(self.device).eval()
+        self._runner = runner
 
     @classmethod
     def from_pretrained(
         cls, name_or_path: str | Path, revision: str | None = None,
         device: str | torch.device | None = None, segmenter: str | None = None,
+        backend: Backend = "torch",
     ) -> TopicClassifier:
-        """Load a local checkpoint dir or a Hub id (`org/name`). Safetensors only; no remote code."""
+        """Load a local checkpoint dir or a Hub id (`org/name`). Safetensors only; no remote code.
+
+        `backend`: "torch" (fp32), "torch-bf16" (bf16 autocast), "torch-int8" (dynamic int8
+        linear layers), "onnx" or "onnx-int8" (ONNX Runtime; run `vitopic export` first).
+        """
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {list(BACKENDS)}")
         directory = resolve(name_or_path, revision)
         check_weights(directory)
         metadata = Metadata.load(directory)
         tokenizer = AutoTokenizer.from_pretrained(
             directory, model_max_length=metadata.max_length, trust_remote_code=False
         )
-        model = AutoModelForSequenceClassification.from_pretrained(
-            directory, use_safetensors=True, trust_remote_code=False
-        )
-        return cls(model, tokenizer, metadata, segmenter=segmenter, device=device)
+        if backend.startswith("onnx"):
+            runner: Runner = OnnxRunner(directory / (INT8_FILE if backend == "onnx-int8"
+                                                     else ONNX_FILE))
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                directory, use_safetensors=True, trust_remote_code=False
+            )
+            runner = TorchRunner(model, device, backend)
+        return cls(runner, tokenizer, metadata, segmenter=segmenter)
 
     @property
     def thresholds(self) -> np.ndarray:
@@ -126,7 +142,7 @@ class TopicClassifier:
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
         prepared = prepare(texts, self.segmenter)
-        return self.tokenizer(prepared, add_special_tokens=False)["input_ids"] if prepared else []
+        return self.tokenizer(prepared, add_special_tokens=False, verbose=False)["input_ids"] if prepared else []
 
     def _pieces(self, items: list[str]) -> tuple[np.ndarray, list[list[int]], list[str]]:
         """Token-id pieces that fit the model, and the input each belongs to.
@@ -157,7 +173,7 @@ class TopicClassifier:
 
     def _score(self, pieces: list[list[int]], batch_size: int, progress: bool) -> np.ndarray:
         """Per-class probabilities for each piece: batches sorted by length, padded dynamically."""
-        n_classes = self.model.config.num_labels
+        n_classes = len(self.labels) + (self.metadata.mode == "single_label")
         out = np.zeros((len(pieces), n_classes))
         order = np.argsort([len(p) for p in pieces], kind="stable")
         bos, eos, pad = (self.tokenizer.bos_token_id, self.tokenizer.eos_token_id,
@@ -172,14 +188,45 @@ class TopicClassifier:
                 seq = [bos, *pieces[k], eos]
                 ids[row, :len(seq)] = seq
                 mask[row, :len(seq)] = 1
-            out[batch] = scores_from_logits(self._logits(ids, mask), self.metadata.mode)
+            out[batch] = scores_from_logits(self._runner(ids, mask), self.metadata.mode)
         return out
 
-    def _logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
+
+class TorchRunner:
+    """Logits from the PyTorch model under `inference_mode` (fp32, bf16 autocast or int8)."""
+
+    def __init__(self, model: torch.nn.Module, device: str | torch.device | None, backend: str):
+        self.device = torch.device(device or "cpu")
+        model = model.to(self.device).eval()
+        if backend == "torch-int8":
+            if self.device.type != "cpu":
+                raise ValueError("backend 'torch-int8' runs on the CPU only")
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear},
+                                                           dtype=torch.qint8)
+        self.model = model
+        self.bf16 = backend == "torch-bf16"
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                                     enabled=self.bf16):
             logits = self.model(input_ids=torch.from_numpy(ids).to(self.device),
                                 attention_mask=torch.from_numpy(mask).to(self.device)).logits
         return logits.float().cpu().numpy()
+
+
+class OnnxRunner:
+    """Logits from an ONNX Runtime session over an exported model."""
+
+    def __init__(self, path: Path):
+        if not path.is_file():
+            raise CheckpointError(f"{path}: not found; run `vitopic export --model "
+                                  f"{path.parent} --onnx{' --int8' if path.name == INT8_FILE else ''}`")
+        import onnxruntime
+
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
 
 
 def _validate_inputs(texts: object) -> list[str]:
@@ -198,5 +245,5 @@ def _windows(ids: list[int], size: int) -> list[list[int]]:
     if len(ids) <= size:
         return [ids]
     stride = max(size // 2, 1)
-    starts = list(range(0, len(ids) - size, stride)) + [len(ids) - size]
+    starts = [*list(range(0, len(ids) - size, stride)), len(ids) - size]
     return [ids[s:s + size] for s in starts]

@@ -1,0 +1,56 @@
+"""ONNX export (and dynamic int8 quantisation) of a checkpoint, written next to its weights."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from vitopic.checkpoint import Metadata, check_weights
+from vitopic.config import PHOBERT_MAX_LENGTH
+
+ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+
+
+class _Logits(torch.nn.Module):
+    """(input_ids, attention_mask) -> logits: the graph ONNX Runtime runs."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+def export_onnx(model_dir: str | Path, int8: bool = False) -> list[Path]:
+    """Write `model.onnx` (dynamic batch and length), and `model.int8.onnx` with `int8`."""
+    directory = Path(model_dir)
+    check_weights(directory)
+    Metadata.load(directory)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        directory, use_safetensors=True, trust_remote_code=False
+    ).eval()
+    example = torch.full((2, 16), 5, dtype=torch.long)
+    batch = torch.export.Dim("batch")
+    seq = torch.export.Dim("seq", max=PHOBERT_MAX_LENGTH)
+    out = directory / ONNX_FILE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _Logits(model), (example, torch.ones_like(example)), str(out),
+            input_names=["input_ids", "attention_mask"], output_names=["logits"],
+            dynamic_shapes={"input_ids": {0: batch, 1: seq},
+                            "attention_mask": {0: batch, 1: seq}},
+            dynamo=True, external_data=False, verbose=False,
+        )
+    written = [out]
+    if int8:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(out), str(directory / INT8_FILE), weight_type=QuantType.QInt8)
+        written.append(directory / INT8_FILE)
+    return written
