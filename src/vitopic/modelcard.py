@@ -19,7 +19,8 @@ BASE_LICENSES = {
     "vinai/phobert-base-v2": "agpl-3.0",
 }
 LICENSE_NOTES = {
-    "mit": "The MIT license of the base model and of vitopic.",
+    "mit": "MIT: the license of PhoBERT-base and PhoBERT-large, and of vitopic itself (which "
+           "applies to a model trained from scratch).",
     "agpl-3.0": "PhoBERT-base-v2 is released under AGPL-3.0, so models fine-tuned from it are too: "
                 "serving it over a network obliges you to offer the source.",
 }

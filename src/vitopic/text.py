@@ -46,7 +46,7 @@ _TONE_RE = re.compile("(" + "|".join(_TONES) + r")(?![^\W\d_])")
 _TAG_RE = re.compile(r"<[^<>]{0,200}>")
 _INVISIBLE_RE = re.compile(r"[\u200b-\u200f\u2060\ufeff\u00ad]|[\x00-\x08\x0b-\x1f\x7f]")
 _PUNCT = set(".,;:!?()[]{}\"'“”‘’«»…")
-_SEGMENTED_RE = re.compile(r"[^\W\d_]_[^\W_]|[^\W_]_[^\W\d_]")
+_SEGMENTED_RE = re.compile(r"[^\s_]_+[^\s_]")
 
 
 def _split_punct(token: str) -> list[str]:
@@ -82,7 +82,10 @@ def normalize(text: str) -> str:
 
 
 def is_segmented(text: str) -> bool:
-    """True when the text already joins syllables with `_` (as VnCoreNLP or pyvi output does)."""
+    """True when `_` joins two characters somewhere, as in VnCoreNLP or pyvi output (`Hà_Nội`).
+
+    Such text is never segmented again, which also makes `prepare` idempotent.
+    """
     return bool(_SEGMENTED_RE.search(text))
 
 

@@ -135,6 +135,7 @@ def training_arguments(cfg: Config) -> TrainingArguments:
         greater_is_better=True,
         report_to="none",
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
 
 

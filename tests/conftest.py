@@ -1,0 +1,47 @@
+"""Shared fixtures: one tiny model trained on the shipped corpus, reused by the tests that need it."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "configs" / "tiny.yaml"
+DATA = ROOT / "training" / "data"
+REAL_NEWS = ROOT.parent / "shared" / "eval" / "real-news-dev.jsonl"
+
+
+def tiny_overrides(out: Path, *extra: str) -> list[str]:
+    """Overrides that keep the tiny config quick in tests while still learning something."""
+    return [f"data.dir={DATA}", f"output.dir={out}", "training.epochs=10", *extra]
+
+
+@pytest.fixture(scope="session")
+def trained_dir(tmp_path_factory) -> Path:
+    """config -> train -> save, once per session, through the same recipe as `vitopic train`."""
+    from vitopic.config import load_config
+    from vitopic.recipes import train_recipe
+
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    train_recipe(load_config(TINY, tiny_overrides(out)))
+    return out
+
+
+@pytest.fixture
+def model_copy(trained_dir, tmp_path) -> Path:
+    """A private copy of the trained checkpoint, for tests that alter files."""
+    target = tmp_path / "model"
+    shutil.copytree(trained_dir, target, ignore=shutil.ignore_patterns("checkpoints"))
+    return target
+
+
+@pytest.fixture(scope="session")
+def classifier(trained_dir):
+    from vitopic import TopicClassifier
+
+    return TopicClassifier.from_pretrained(trained_dir)

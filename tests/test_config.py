@@ -1,0 +1,94 @@
+from pathlib import Path
+
+import pytest
+from conftest import DATA, ROOT
+
+from vitopic.config import Config, ConfigError, load_config
+
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, Config)
+    assert cfg.data.labels == ["ukraine_aid", "gaza", "nato"]
+
+
+def test_phobert_configs_start_from_the_hub():
+    for name, hub_id in (("phobert-base", "vinai/phobert-base"),
+                         ("phobert-base-v2", "vinai/phobert-base-v2"),
+                         ("phobert-large", "vinai/phobert-large")):
+        cfg = load_config(ROOT / "configs" / f"{name}.yaml")
+        assert cfg.model.name_or_path == hub_id
+        assert cfg.text.segmenter == "rdrsegmenter"
+
+
+def test_defaults_and_overrides(tmp_path):
+    cfg = load_config(ROOT / "configs" / "tiny.yaml",
+                      ["training.learning_rate=0.01", "training.epochs=2", "output.dir=x/y",
+                       "training.early_stopping_patience=null"])
+    assert cfg.training.learning_rate == 0.01
+    assert cfg.training.epochs == 2.0 and isinstance(cfg.training.epochs, float)
+    assert cfg.output.dir == "x/y"
+    assert cfg.training.early_stopping_patience is None
+    assert cfg.training.weight_decay == 0.01  # default kept
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"data:\n  dir: {DATA}\n" + text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "fragment"),
+    [
+        ("training:\n  learning_rat: 0.1\n", "training.learning_rat", "unknown key"),
+        ("training:\n  batch_size: sixteen\n", "training.batch_size", "must be int"),
+        ("training:\n  batch_size: 0\n", "training.batch_size", "must be > 0"),
+        ("training:\n  learning_rate: -1.0e-3\n", "training.learning_rate", "must be > 0"),
+        ("training:\n  bf16: 1\n", "training.bf16", "must be bool"),
+        ("text:\n  segmenter: jieba\n", "text.segmenter", "must be one of"),
+        ("text:\n  max_length: 512\n", "text.max_length", "258 positions"),
+        ("model:\n  mode: softmax\n", "model.mode", "must be one of"),
+        ("bogus:\n  a: 1\n", "bogus", "unknown key"),
+        ("training: 5\n", "training", "must be a mapping"),
+        ("model:\n  hidden_size: 65\n", "model.hidden_size", "divisible"),
+    ],
+)
+def test_bad_values_name_file_and_key(tmp_path, body, key, fragment):
+    path = _write(tmp_path, body)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+    assert f": {key}:" in str(err.value)
+    assert fragment in str(err.value)
+
+
+def test_label_list_checks(tmp_path):
+    for labels, fragment in (("[]", "at least one label"), ("[gaza, gaza]", "unique"),
+                             ('[" gaza"]', "surrounding spaces"), ("[1, 2]", "must be str")):
+        path = tmp_path / "labels.yaml"
+        path.write_text(f"data:\n  dir: {DATA}\n  labels: {labels}\n")
+        with pytest.raises(ConfigError, match=fragment) as err:
+            load_config(path)
+        assert "data.labels" in str(err.value)
+
+
+def test_missing_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    path = tmp_path / "c.yaml"
+    path.write_text(f"data:\n  dir: {tmp_path}\n")
+    with pytest.raises(ConfigError, match=r"data\.train_file: file not found"):
+        load_config(path)
+
+
+def test_invalid_yaml_and_override(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        load_config(ROOT / "configs" / "tiny.yaml", ["training.epochs"])

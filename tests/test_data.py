@@ -1,0 +1,99 @@
+import json
+import subprocess
+import sys
+import unicodedata
+
+import pytest
+from conftest import DATA, ROOT
+
+from vitopic.data import DataError, read_jsonl
+from vitopic.datacheck import check_corpus, near_duplicate_pairs
+
+LABELS = ["ukraine_aid", "gaza", "nato"]
+
+
+def _file(tmp_path, content: str | bytes):
+    path = tmp_path / "rows.jsonl"
+    if isinstance(content, str):
+        content = content.encode("utf-8")
+    path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "fragment"),
+    [
+        ('{"text": "a", "labels": []}\n{"text": "b", "labels": [}\n', 2, "invalid JSON"),
+        ('{"labels": []}\n', 1, "missing or non-string 'text'"),
+        ('{"text": 5, "labels": []}\n', 1, "missing or non-string 'text'"),
+        ('{"text": "  ", "labels": []}\n', 1, "empty 'text'"),
+        ('{"text": "a", "labels": "gaza"}\n', 1, "must be a list of strings"),
+        ('{"text": "a"}\n', 1, "must be a list of strings"),
+        ('{"text": "a", "labels": ["sport"]}\n', 1, "unknown label"),
+        ('[1, 2]\n', 1, "expected a JSON object"),
+        ('{"id": "x", "text": "a", "labels": []}\n{"id": "x", "text": "b", "labels": []}\n', 2,
+         "duplicate id"),
+    ],
+)
+def test_bad_rows_name_file_and_line(tmp_path, content, line, fragment):
+    path = _file(tmp_path, content)
+    with pytest.raises(DataError) as err:
+        read_jsonl(path, LABELS)
+    assert str(err.value).startswith(f"{path}:{line}: ")
+    assert fragment in str(err.value)
+
+
+def test_empty_and_missing_files(tmp_path):
+    with pytest.raises(DataError, match="no examples"):
+        read_jsonl(_file(tmp_path, ""), LABELS)
+    with pytest.raises(DataError, match="file not found"):
+        read_jsonl(tmp_path / "none.jsonl", LABELS)
+
+
+def test_bom_crlf_and_nfd_are_accepted(tmp_path):
+    nfd = unicodedata.normalize("NFD", "Viện trợ cho Kiev")
+    rows = [{"text": nfd, "labels": ["ukraine_aid"]}, {"text": "x" * 10_000, "labels": []}]
+    body = "\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\r\n"
+    examples = read_jsonl(_file(tmp_path, b"\xef\xbb\xbf" + body.encode()), LABELS)
+    assert [ex.text for ex in examples] == ["Viện trợ cho Kiev", "x" * 10_000]
+    assert examples[0].labels == ("ukraine_aid",)
+    with pytest.raises(DataError, match="not Unicode NFC"):
+        read_jsonl(tmp_path / "rows.jsonl", LABELS, require_nfc=True)
+
+
+def test_shipped_corpus_passes_the_check():
+    report = check_corpus(DATA, LABELS)
+    assert report.errors == []
+    sizes = report.sizes
+    assert sizes["train"] + sizes["dev"] + sizes["test"] >= 2400
+    totals = {lab: sum(c[lab] for s, c in report.counts.items() if s != "seed") for lab in LABELS}
+    assert min(totals.values()) >= 500, totals
+    assert sum(c["(2+ labels)"] for s, c in report.counts.items() if s != "seed") >= 300
+    assert sum(c["(none)"] for s, c in report.counts.items() if s != "seed") >= 1000
+    assert report.max_tokens <= 256
+
+
+def test_data_check_cli_reports_cross_split_near_duplicates(tmp_path):
+    for split in ("train", "dev", "test"):
+        (tmp_path / f"{split}.jsonl").write_text(
+            (DATA / f"{split}.jsonl").read_text("utf-8").splitlines()[0] + "\n", "utf-8")
+    first = json.loads((DATA / "train.jsonl").read_text("utf-8").splitlines()[0])
+    first["id"] = "copy"
+    first["text"] = first["text"].rstrip(".") + " !"
+    with open(tmp_path / "dev.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(first, ensure_ascii=False) + "\n")
+    run = subprocess.run([sys.executable, "-m", "vitopic.cli", "data", "check", str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 1
+    assert "near-duplicates across splits" in run.stdout
+    assert f"{tmp_path / 'dev'}.jsonl:2" in run.stdout
+
+
+def test_near_duplicates_are_found_and_distinct_sentences_are_not():
+    from vitopic.data import Example
+
+    a = Example("a", "Mỹ công bố gói viện trợ quân sự mới trị giá 2 tỷ USD cho Ukraine hôm thứ Ba.", (), 1)
+    b = Example("b", "Mỹ công bố gói viện trợ quân sự mới trị giá 2 tỷ USD cho Ukraine hôm thứ Tư.", (), 2)
+    c = Example("c", "Đội tuyển Việt Nam thắng Thái Lan ở chung kết ASEAN Cup 2024.", (), 3)
+    pairs = near_duplicate_pairs([("x", a), ("y", b), ("z", c)])
+    assert [(p[0][1].id, p[1][1].id) for p in pairs] == [("a", "b")]

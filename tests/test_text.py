@@ -1,0 +1,112 @@
+import json
+import unicodedata
+
+import pytest
+from conftest import DATA
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vitopic import text
+from vitopic.bpe import learn_phobert_tokenizer
+from vitopic.text import SegmenterUnavailableError, is_segmented, normalize, prepare, split_sentences
+
+SEEDS = [json.loads(line)["text"] for line in (DATA / "seed.jsonl").read_text("utf-8").splitlines()]
+BACKENDS = ["pyvi", "underthesea",
+            pytest.param("rdrsegmenter", marks=pytest.mark.skipif(not text.java_available(),
+                                                                  reason="needs Java"))]
+
+
+def word_f1(predicted: str, gold: str) -> float:
+    def spans(s: str) -> set[tuple[int, int]]:
+        out, pos = set(), 0
+        for word in s.split():
+            n = len(word.split("_"))
+            out.add((pos, pos + n))
+            pos += n
+        return out
+
+    p, g = spans(predicted), spans(gold)
+    return 2 * len(p & g) / (len(p) + len(g))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backends_resegment_the_seed_sentences(backend):
+    raw = [s.replace("_", " ") for s in SEEDS]
+    gold = prepare(SEEDS, "none")
+    segmented = prepare(raw, backend)
+    scores = [word_f1(p, g) for p, g in zip(segmented, gold, strict=True)]
+    assert min(scores) > 0.75, list(zip(scores, segmented, strict=True))
+    assert sum(scores) / len(scores) > 0.9
+
+
+def test_pre_segmented_text_passes_through():
+    assert all(is_segmented(s) for s in SEEDS)
+    assert prepare(SEEDS, "pyvi") == prepare(SEEDS, "none")
+    assert prepare(["Tổng_thư_ký NATO Mark_Rutte ."], "pyvi") == ["Tổng_thư_ký NATO Mark_Rutte ."]
+    assert not is_segmented("Hà Nội ngày 10/7") and not is_segmented("___ _x y_")
+
+
+def test_normalisation_steps():
+    assert normalize("Hòa  bình,   thủy lợi và sức khỏe.") == "Hoà bình , thuỷ lợi và sức khoẻ ."
+    assert normalize("<p>Ông&nbsp;Zelensky</p>") == "Ông Zelensky"
+    assert normalize("giá 1.5 triệu ở TP.HCM...") == "giá 1.5 triệu ở TP.HCM ..."
+    assert normalize("HÒA") == "HOÀ" and normalize("hoàng") == "hoàng"  # only syllable-final
+
+
+def test_nfc_and_nfd_give_identical_token_ids(tmp_path):
+    nfc = "Ukraine kêu gọi phương Tây tăng cường viện trợ quân sự và hỗ trợ phòng không."
+    nfd = unicodedata.normalize("NFD", nfc)
+    assert nfc != nfd
+    prepared = prepare([nfc, nfd], "pyvi")
+    assert prepared[0] == prepared[1]
+    tokenizer = learn_phobert_tokenizer(prepare(SEEDS + [nfc], "pyvi"), tmp_path, merges=100)
+    ids = tokenizer(prepared)["input_ids"]
+    assert ids[0] == ids[1] and tokenizer.unk_token_id not in ids[0]
+
+
+def test_missing_java_gives_a_clear_error_at_creation(monkeypatch):
+    monkeypatch.setattr(text.shutil, "which", lambda name: None)
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    text.get_segmenter.cache_clear()
+    try:
+        with pytest.raises(SegmenterUnavailableError) as err:
+            text.get_segmenter("rdrsegmenter")
+        message = str(err.value)
+        assert "Java" in message and "underthesea" in message and "pyvi" in message
+    finally:
+        text.get_segmenter.cache_clear()
+
+
+def test_unknown_segmenter():
+    with pytest.raises(ValueError, match="unknown segmenter"):
+        prepare(["xin chào"], "jieba")
+
+
+def test_sentence_splitting():
+    paragraph = ("Ông Zelensky tới Washington hôm 21/12. TP. HCM mưa lớn! "
+                 "\"Chúng tôi cần thêm Patriot.\" Giá tăng 1.5 lần.\nDòng mới không dấu chấm")
+    assert split_sentences(paragraph) == [
+        "Ông Zelensky tới Washington hôm 21/12.", "TP. HCM mưa lớn!",
+        "\"Chúng tôi cần thêm Patriot.\"", "Giá tăng 1.5 lần.", "Dòng mới không dấu chấm",
+    ]
+    assert split_sentences("   ") == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=80))
+def test_prepare_never_raises_and_is_idempotent(s):
+    for backend in ("none", "pyvi"):
+        once = prepare([s], backend)
+        assert isinstance(once[0], str)
+        assert prepare(once, backend) == once
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["Hòa", "bình", "ở", "Kiev", "NATO", ",", ".", "Gaza", "viện",
+                                 "trợ", "quân", "sự", "(", ")", "1.5", "\"", "thủy", "lợi"]),
+                max_size=25))
+def test_prepare_is_idempotent_on_vietnamese_like_text(words):
+    s = " ".join(words)
+    for backend in ("pyvi", "underthesea"):
+        once = prepare([s], backend)
+        assert prepare(once, backend) == once
