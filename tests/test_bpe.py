@@ -1,9 +1,9 @@
+from conftest import DATA
 from transformers import AutoTokenizer, PhobertTokenizer
 
 from vitopic.bpe import learn_phobert_tokenizer
 from vitopic.data import read_jsonl
 from vitopic.text import prepare
-from conftest import DATA
 
 
 def test_learned_tokenizer_round_trips_through_phobert_tokenizer(tmp_path):

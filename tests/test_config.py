@@ -90,5 +90,5 @@ def test_invalid_yaml_and_override(tmp_path):
     path.write_text("model: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(path)
-    with pytest.raises(ConfigError, match="key.sub=value"):
+    with pytest.raises(ConfigError, match=r"key\.sub=value"):
         load_config(ROOT / "configs" / "tiny.yaml", ["training.epochs"])

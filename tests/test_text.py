@@ -59,7 +59,7 @@ def test_nfc_and_nfd_give_identical_token_ids(tmp_path):
     assert nfc != nfd
     prepared = prepare([nfc, nfd], "pyvi")
     assert prepared[0] == prepared[1]
-    tokenizer = learn_phobert_tokenizer(prepare(SEEDS + [nfc], "pyvi"), tmp_path, merges=100)
+    tokenizer = learn_phobert_tokenizer(prepare([*SEEDS, nfc], "pyvi"), tmp_path, merges=100)
     ids = tokenizer(prepared)["input_ids"]
     assert ids[0] == ids[1] and tokenizer.unk_token_id not in ids[0]
 

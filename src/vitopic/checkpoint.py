@@ -79,20 +79,26 @@ class Metadata:
         return meta
 
 
-def check_weights(directory: str | Path) -> None:
-    """Refuse checkpoints without safetensors weights (pickle files can run arbitrary code)."""
+def open_checkpoint(directory: str | Path) -> Metadata:
+    """Check a checkpoint dir is safe, finished and consistent; return its metadata.
+
+    Refuses pickle-only weights (they can run arbitrary code), unfinished runs (no vitopic.json)
+    and metadata that disagrees with config.json.
+    """
     directory = Path(directory)
-    if any((directory / name).is_file() for name in SAFE_WEIGHTS):
-        return
-    if any((directory / name).is_file() for name in PICKLE_WEIGHTS):
+    has_safe = any((directory / name).is_file() for name in SAFE_WEIGHTS)
+    if not has_safe and any((directory / name).is_file() for name in PICKLE_WEIGHTS):
         raise CheckpointError(
             f"{directory}: only pickle weights (pytorch_model.bin) found; vitopic loads "
             "safetensors only. Convert with `model.save_pretrained(dir, safe_serialization=True)` "
             "in a trusted environment."
         )
-    raise CheckpointError(
-        f"{directory}: no model.safetensors found (vitopic loads safetensors weights only)"
-    )
+    metadata = Metadata.load(directory)
+    if not has_safe:
+        raise CheckpointError(
+            f"{directory}: no model.safetensors found (vitopic loads safetensors weights only)"
+        )
+    return metadata
 
 
 def resolve(name_or_path: str | Path, revision: str | None = None) -> Path:

@@ -79,7 +79,8 @@ class TrainingConfig:
     warmup_ratio: float = 0.06
     seed: int = 42
     pos_weight: bool = False
-    early_stopping_patience: int | None = 3
+    early_stopping_patience: int | None = 3  # evaluations without a better dev macro-F1
+    eval_steps: int | None = None  # evaluate and checkpoint every N steps; None: every epoch
     bf16: bool = False
     logging_steps: int = 10
     save_total_limit: int = 2
@@ -177,6 +178,7 @@ def _validate(cfg: Config, source: str, check_files: bool) -> None:
     require(t.max_steps == -1 or t.max_steps > 0, "training.max_steps", "must be -1 or > 0")
     require(0 <= t.warmup_ratio < 1, "training.warmup_ratio", "must be in [0, 1)")
     require(t.weight_decay >= 0, "training.weight_decay", "must be >= 0")
+    require(t.eval_steps is None or t.eval_steps > 0, "training.eval_steps", "must be > 0 or null")
     require(t.logging_steps > 0, "training.logging_steps", "must be > 0")
     require(t.save_total_limit > 0, "training.save_total_limit", "must be > 0")
     require(t.early_stopping_patience is None or t.early_stopping_patience > 0,

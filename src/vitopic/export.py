@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from vitopic.checkpoint import Metadata, check_weights
+from vitopic.checkpoint import open_checkpoint
 from vitopic.config import PHOBERT_MAX_LENGTH
 
 ONNX_FILE = "model.onnx"
@@ -29,8 +29,7 @@ class _Logits(torch.nn.Module):
 def export_onnx(model_dir: str | Path, int8: bool = False) -> list[Path]:
     """Write `model.onnx` (dynamic batch and length), and `model.int8.onnx` with `int8`."""
     directory = Path(model_dir)
-    check_weights(directory)
-    Metadata.load(directory)
+    open_checkpoint(directory)
     model = AutoModelForSequenceClassification.from_pretrained(
         directory, use_safetensors=True, trust_remote_code=False
     ).eval()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from huggingface_hub import HfApi
 
-from vitopic.checkpoint import CHECKPOINT_PATTERNS, CheckpointError, Metadata, check_weights
+from vitopic.checkpoint import CHECKPOINT_PATTERNS, CheckpointError, open_checkpoint
 from vitopic.modelcard import validate_card
 
 CARD_PLACEHOLDER = "ORG/NAME"
@@ -29,8 +29,7 @@ def push_to_hub(model_dir: str | Path, repo_id: str, private: bool = False,
     With `dry_run`, print and return what would be uploaded without contacting the Hub.
     """
     directory = Path(model_dir)
-    check_weights(directory)
-    Metadata.load(directory)
+    open_checkpoint(directory)
     card_path = directory / "README.md"
     if not card_path.is_file():
         raise CheckpointError(f"{directory}: no README.md model card")

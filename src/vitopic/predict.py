@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from vitopic.checkpoint import CheckpointError, Metadata, check_weights, resolve
+from vitopic.checkpoint import CheckpointError, Metadata, open_checkpoint, resolve
 from vitopic.export import INT8_FILE, ONNX_FILE
 from vitopic.modeling import decide, label_scores, scores_from_logits
 from vitopic.text import prepare, split_sentences
@@ -79,8 +79,7 @@ class TopicClassifier:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {list(BACKENDS)}")
         directory = resolve(name_or_path, revision)
-        check_weights(directory)
-        metadata = Metadata.load(directory)
+        metadata = open_checkpoint(directory)
         tokenizer = AutoTokenizer.from_pretrained(
             directory, model_max_length=metadata.max_length, trust_remote_code=False
         )
@@ -142,7 +141,9 @@ class TopicClassifier:
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
         prepared = prepare(texts, self.segmenter)
-        return self.tokenizer(prepared, add_special_tokens=False, verbose=False)["input_ids"] if prepared else []
+        if not prepared:
+            return []
+        return self.tokenizer(prepared, add_special_tokens=False, verbose=False)["input_ids"]
 
     def _pieces(self, items: list[str]) -> tuple[np.ndarray, list[list[int]], list[str]]:
         """Token-id pieces that fit the model, and the input each belongs to.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,6 +112,7 @@ def _compute_metrics(cfg: Config):
 
 def training_arguments(cfg: Config) -> TrainingArguments:
     t = cfg.training
+    every = "steps" if t.eval_steps else "epoch"
     return TrainingArguments(
         output_dir=str(Path(cfg.output.dir) / TRAINER_DIR),
         learning_rate=t.learning_rate,
@@ -125,8 +125,10 @@ def training_arguments(cfg: Config) -> TrainingArguments:
         seed=t.seed,
         data_seed=t.seed,
         bf16=t.bf16,
-        eval_strategy="epoch",
-        save_strategy="epoch",
+        eval_strategy=every,
+        save_strategy=every,
+        eval_steps=t.eval_steps,
+        save_steps=t.eval_steps,
         logging_strategy="steps",
         logging_steps=t.logging_steps,
         save_total_limit=t.save_total_limit,
@@ -136,6 +138,7 @@ def training_arguments(cfg: Config) -> TrainingArguments:
         report_to="none",
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),
     )
 
 
@@ -196,7 +199,10 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
             callbacks=callbacks,
             pos_weight=pos_weight_from(targets["train"]) if use_pos_weight else None,
         )
-        trainer.train(resume_from_checkpoint=_last_checkpoint(out) if resume else None)
+        checkpoint = _last_checkpoint(out) if resume else None
+        if checkpoint and state.is_main_process:
+            print(f"resuming from {checkpoint}")
+        trainer.train(resume_from_checkpoint=checkpoint)
 
         dev_scores = _predict_scores(trainer, data["dev"], cfg.model.mode)
         if cfg.model.mode == "multi_label":
@@ -228,13 +234,13 @@ def _predict_scores(trainer: Trainer, dataset: datasets.Dataset, mode: str) -> n
 
 
 def _last_checkpoint(out: Path) -> str:
-    """The newest `checkpoint-N` under the run's trainer dir; a clear error when there is none."""
-    candidates = sorted((out / TRAINER_DIR).glob("checkpoint-*"),
+    """The newest complete `checkpoint-N` (trainer_state.json is written last); a clear error if none.
+
+    A checkpoint cut short by a kill lacks trainer_state.json and is skipped.
+    """
+    candidates = sorted((p for p in (out / TRAINER_DIR).glob("checkpoint-*")
+                         if (p / "trainer_state.json").is_file()),
                         key=lambda p: int(p.name.split("-")[-1]))
     if not candidates:
         raise FileNotFoundError(f"--resume: no checkpoint to resume from in {out / TRAINER_DIR}")
     return str(candidates[-1])
-
-
-def remove_trainer_checkpoints(out: str | Path) -> None:
-    shutil.rmtree(Path(out) / TRAINER_DIR, ignore_errors=True)

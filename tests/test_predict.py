@@ -1,0 +1,207 @@
+"""The predict API and checkpoint loading: bad inputs, long inputs, threads, the Hub cache, safety."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+from conftest import ROOT
+
+from vitopic import TopicClassifier
+from vitopic.checkpoint import CheckpointError
+from vitopic.hub import push_to_hub
+
+LABELS = ["ukraine_aid", "gaza", "nato"]
+GAZA = "Israel tiếp tục không kích Rafah ở miền nam Dải Gaza, khiến hàng chục người thiệt mạng."
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t", "<p></p>", "\u200b"])
+def test_empty_inputs_get_an_explicit_empty_result(classifier, text):
+    result = classifier.predict([text, GAZA])
+    assert result[0].empty and result[0].labels == []
+    assert result[0].scores == dict.fromkeys(LABELS, 0.0)
+    assert not result[1].empty and "gaza" in result[1].labels
+
+
+@pytest.mark.parametrize(
+    ("texts", "fragment"),
+    [(None, "got NoneType"), ([GAZA, None], r"texts\[1\] is NoneType"),
+     ([GAZA, 3], r"texts\[1\] is int"), (["a", b"bytes"], r"texts\[1\] is bytes"),
+     (42, "got int"), ({"a": 1}, "got dict")],
+)
+def test_non_strings_raise_type_error_naming_the_index(classifier, texts, fragment):
+    with pytest.raises(TypeError, match=fragment):
+        classifier.predict(texts)
+
+
+def test_bad_arguments(classifier):
+    with pytest.raises(ValueError, match="batch_size"):
+        classifier.predict([GAZA], batch_size=0)
+    with pytest.raises(ValueError, match="threshold"):
+        classifier.predict([GAZA], threshold=1.5)
+    assert classifier.predict([]) == []
+
+
+def test_nfd_html_emoji_and_foreign_text(classifier):
+    nfd = unicodedata.normalize("NFD", GAZA)
+    html = f"<div><b>{GAZA}</b>&nbsp;</div>"
+    results = classifier.predict([GAZA, nfd, html, "🇺🇦🔥 " + GAZA + " 🙏", "😀😀",
+                                  "The weather in London is mild today.", "今日は晴れです。"])
+    assert results[1].scores == pytest.approx(results[0].scores)
+    assert results[2].scores == pytest.approx(results[0].scores)
+    assert "gaza" in results[3].labels
+    for r in results[4:]:
+        assert not r.empty and all(0 <= s <= 1 for s in r.scores.values())
+
+
+def test_threshold_override(classifier):
+    assert set(classifier.predict(GAZA, threshold=0.0).labels) == set(LABELS)
+    assert classifier.predict(GAZA, threshold=1.0).labels == []
+
+
+def test_long_input_is_split_never_crashes(classifier):
+    sentences = [GAZA, "Giá vàng trong nước tăng mạnh phiên sáng nay.",
+                 "Hội nghị thượng đỉnh NATO tại Washington kỷ niệm 75 năm thành lập liên minh."]
+    article = " ".join(sentences * 40)
+    result = classifier.predict(article)
+    assert len(result.pieces) >= 3
+    assert "gaza" in result.labels and "nato" in result.labels
+    for label in LABELS:
+        assert result.scores[label] == pytest.approx(max(p.scores[label] for p in result.pieces))
+    # One "sentence" with no boundaries, far over 256 tokens, goes through windows.
+    no_stops = " ".join(["viện trợ quân sự cho Kiev"] * 200)
+    windows = classifier.predict(no_stops)
+    assert len(windows.pieces) > 1 and "ukraine_aid" in windows.labels
+    assert classifier.predict([article, "Trời mưa."])[1].pieces == []
+
+
+def test_batches_give_the_same_scores_as_single_calls(classifier):
+    texts = [GAZA, "Trời mưa.", "NATO họp ở Brussels về chi tiêu quốc phòng 5% GDP.",
+             "Quốc hội Mỹ thông qua gói viện trợ 61 tỷ USD cho Kiev."]
+    batched = classifier.predict(texts, batch_size=3)
+    for text, result in zip(texts, batched, strict=True):
+        assert classifier.predict(text).scores == pytest.approx(result.scores, abs=1e-5)
+
+
+def test_threads_share_one_classifier(classifier):
+    texts = [GAZA, "Trời mưa.", "NATO họp ở Brussels.", "Viện trợ cho Kiev."] * 5
+    expected = [r.labels for r in classifier.predict(texts)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda t: classifier.predict(t).labels, texts * 3))
+    assert results == expected * 3
+
+
+def test_segmenter_override_warns(trained_dir):
+    with pytest.warns(UserWarning, match="overrides 'pyvi'"):
+        clf = TopicClassifier.from_pretrained(trained_dir, segmenter="none")
+    assert clf.segmenter == "none"
+
+
+def test_pickle_only_checkpoint_is_refused(model_copy):
+    from safetensors.torch import load_file
+
+    weights = load_file(model_copy / "model.safetensors")
+    (model_copy / "model.safetensors").unlink()
+    torch.save(weights, model_copy / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="only pickle weights"):
+        TopicClassifier.from_pretrained(model_copy)
+
+
+def test_unfinished_checkpoint_is_refused(model_copy):
+    (model_copy / "vitopic.json").unlink()
+    with pytest.raises(CheckpointError, match="not a finished vitopic checkpoint"):
+        TopicClassifier.from_pretrained(model_copy)
+
+
+def test_metadata_disagreeing_with_config_is_refused(model_copy):
+    meta = json.loads((model_copy / "vitopic.json").read_text())
+    meta["labels"] = ["ukraine_aid", "gaza", "sport"]
+    (model_copy / "vitopic.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"disagree with config\.json"):
+        TopicClassifier.from_pretrained(model_copy)
+
+
+def test_not_a_model(tmp_path):
+    with pytest.raises(CheckpointError, match="neither a local directory nor a Hub id"):
+        TopicClassifier.from_pretrained(tmp_path / "missing" / "deep" / "path")
+
+
+def test_never_passes_trust_remote_code_true():
+    sources = "\n".join(p.read_text() for p in (ROOT / "src" / "vitopic").rglob("*.py"))
+    assert "trust_remote_code=True" not in sources
+    assert sources.count("trust_remote_code=False") >= 3
+
+
+def _place_in_hub_cache(model_dir, cache, repo_id="vitopic-test/tiny-topics"):
+    """Lay a checkpoint out as huggingface_hub's cache does after a real download."""
+    from vitopic.hub import checkpoint_files
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for i, path in enumerate(checkpoint_files(model_dir)):
+        blob = repo / "blobs" / f"{i:040x}"
+        shutil.copy2(path, blob)
+        os.symlink(os.path.relpath(blob, snapshot), snapshot / path.name)
+    return repo_id
+
+
+def test_loading_by_hub_id_from_the_cache_offline(trained_dir, tmp_path):
+    repo_id = _place_in_hub_cache(trained_dir, tmp_path / "hub")
+    code = (
+        "from vitopic import TopicClassifier\n"
+        "from transformers import pipeline\n"
+        f"clf = TopicClassifier.from_pretrained({repo_id!r})\n"
+        f"print(sorted(clf.predict({GAZA!r}).scores))\n"
+        f"p = pipeline('text-classification', model={repo_id!r}, top_k=None)\n"
+        "print(len(p('Israel không_kích Rafah .')[0]))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"),
+           "HF_HOME": str(tmp_path / "home")}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split("\n")[:2] == [str(sorted(LABELS)), "3"]
+
+
+def test_push_dry_run_lists_files_and_validates_the_card(trained_dir, capsys):
+    names = push_to_hub(trained_dir, "org/vitopic-tiny", private=True, dry_run=True)
+    out = capsys.readouterr().out
+    assert {"config.json", "model.safetensors", "vocab.txt", "bpe.codes", "vitopic.json",
+            "README.md", "tokenizer_config.json"} <= set(names)
+    assert not any(n.startswith(("checkpoints", "metrics", "report", "training_args"))
+                   for n in names)
+    assert "would upload" in out and "(private)" in out and "metadata: valid" in out
+
+
+def test_push_refuses_an_invalid_card(model_copy):
+    card = (model_copy / "README.md").read_text()
+    (model_copy / "README.md").write_text(card.replace("pipeline_tag: text-classification\n", ""))
+    with pytest.raises(CheckpointError, match="missing pipeline_tag"):
+        push_to_hub(model_copy, "org/x", dry_run=True)
+
+
+def test_push_uploads_through_huggingface_hub(trained_dir):
+    calls = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kw):
+            calls.append(("create", repo_id, kw["private"]))
+
+        def upload_folder(self, folder_path, repo_id, **kw):
+            files = sorted(os.listdir(folder_path))
+            with open(os.path.join(folder_path, "README.md"), encoding="utf-8") as f:
+                card = f.read()
+            calls.append(("upload", repo_id, files, "org/name2" in card))
+
+    push_to_hub(trained_dir, "org/name2", private=False, api=FakeApi())
+    assert calls[0] == ("create", "org/name2", False)
+    assert calls[1][0] == "upload" and "model.safetensors" in calls[1][2] and calls[1][3]

@@ -1,0 +1,122 @@
+"""Training options: determinism, single_label, pos_weight, bf16, main-process-only writes, resume."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from accelerate import PartialState
+from conftest import DATA, ROOT, TINY, tiny_overrides
+from transformers import TrainingArguments
+
+from vitopic import TopicClassifier
+from vitopic.config import load_config
+from vitopic.training import pos_weight_from, train
+
+QUICK = ["training.max_steps=60", "training.eval_steps=30", "training.early_stopping_patience=null"]
+
+
+def quick(out, *extra):
+    return load_config(TINY, tiny_overrides(out, *QUICK, *extra))
+
+
+def test_same_seed_gives_the_same_metrics(tmp_path):
+    first = train(quick(tmp_path / "a"))
+    second = train(quick(tmp_path / "b"))
+    assert first.dev == second.dev
+    assert first.thresholds == second.thresholds
+    np.testing.assert_array_equal(first.dev_scores, second.dev_scores)
+
+
+def test_single_label_mode(tmp_path):
+    result = train(quick(tmp_path / "s", "model.mode=single_label"))
+    config = json.loads((result.output_dir / "config.json").read_text())
+    assert config["problem_type"] == "single_label_classification"
+    assert config["id2label"] == {"0": "none", "1": "ukraine_aid", "2": "gaza", "3": "nato"}
+    clf = TopicClassifier.from_pretrained(result.output_dir)
+    predictions = clf.predict(["Israel không kích Rafah.", "Trời mưa to ở Hà Nội."])
+    for p in predictions:
+        assert len(p.labels) <= 1 and set(p.scores) == {"ukraine_aid", "gaza", "nato"}
+        assert sum(p.scores.values()) <= 1.0 + 1e-6
+
+
+def test_pos_weight_is_negatives_over_positives(tmp_path):
+    targets = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [0, 0, 0]], dtype=np.float32)
+    assert pos_weight_from(targets).tolist() == [1.0, 3.0, 1.0]
+    result = train(quick(tmp_path / "p", "training.pos_weight=true", "training.max_steps=20"))
+    assert (result.output_dir / "vitopic.json").is_file()
+
+
+def test_bf16_autocast_option_trains(tmp_path):
+    result = train(quick(tmp_path / "bf", "training.bf16=true", "training.max_steps=20"))
+    assert result.dev["macro_f1"] >= 0.0
+    assert TopicClassifier.from_pretrained(result.output_dir).predict("Gaza").scores
+
+
+def test_only_the_main_process_writes(tmp_path, monkeypatch):
+    monkeypatch.setattr(PartialState, "is_main_process", property(lambda self: False))
+    monkeypatch.setattr(TrainingArguments, "should_save", property(lambda self: False))
+    out = tmp_path / "replica"
+    train(quick(out, "training.max_steps=10", "training.eval_steps=null"))
+    written = [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
+    # Trainer keeps one RNG state per process, by design; nothing else comes from a replica.
+    assert [p.name for p in written if not p.name.startswith("rng_state")] == []
+
+
+def test_kill_then_resume_finishes_the_planned_steps(tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "vitopic.cli", "train", "--config", str(TINY),
+           *tiny_overrides(out, "training.max_steps=400", "training.eval_steps=25",
+                           "training.early_stopping_patience=null", "training.save_total_limit=3")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    try:
+        while not list((out / "checkpoints").glob("checkpoint-*/trainer_state.json")):
+            assert proc.poll() is None, "training ended before its first checkpoint"
+            assert time.time() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not (out / "vitopic.json").exists(), "a killed run must not look finished"
+    with pytest.raises(Exception, match="not a finished vitopic checkpoint"):
+        TopicClassifier.from_pretrained(out)
+
+    resumed = subprocess.run([*cmd, "--resume"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout and "checkpoint-400" not in resumed.stdout
+    state = json.loads((out / "checkpoints" / "checkpoint-400" / "trainer_state.json").read_text())
+    assert state["global_step"] == 400
+    assert TopicClassifier.from_pretrained(out).predict("NATO họp ở Brussels.").scores
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
+    out = tmp_path / "fresh"
+    run = subprocess.run([sys.executable, "-m", "vitopic.cli", "train", "--config", str(TINY),
+                          *tiny_overrides(out), "--resume"], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert run.returncode == 2
+    assert "no checkpoint to resume from" in run.stderr
+
+
+def test_data_errors_stop_training_before_any_model_loads(tmp_path):
+    bad = tmp_path / "data"
+    bad.mkdir()
+    for split in ("dev", "test", "seed"):
+        (bad / f"{split}.jsonl").write_text((DATA / f"{split}.jsonl").read_text("utf-8"), "utf-8")
+    (bad / "train.jsonl").write_text('{"text": "ok", "labels": []}\n{"text": "x", "labels": ["war"]}\n')
+    run = subprocess.run([sys.executable, "-m", "vitopic.cli", "train", "--config", str(TINY),
+                          f"data.dir={bad}", f"output.dir={tmp_path / 'o'}"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert run.returncode == 2
+    assert f"{bad / 'train.jsonl'}:2: unknown label(s) ['war']" in run.stderr
+    assert not (tmp_path / "o" / "model.safetensors").exists()
+
+
+def test_torch_threads_untouched():
+    assert torch.get_num_threads() >= 1
