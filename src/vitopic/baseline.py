@@ -1,6 +1,8 @@
-"""A TF-IDF + logistic-regression baseline on the same splits, to set beside the transformer."""
+"""Baselines to set beside the transformer: keyword rules, and TF-IDF + logistic regression."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -11,6 +13,20 @@ from sklearn.pipeline import make_pipeline, make_union
 from vitopic.data import Example, multi_hot
 from vitopic.metrics import multilabel_metrics, tune_thresholds
 from vitopic.text import normalize
+
+KEYWORDS = {
+    "ukraine_aid": r"ukraine|kiev|kyiv|zelensky",
+    "gaza": r"gaza|hamas|rafah",
+    "nato": r"\bnato\b",
+}
+
+
+def keyword_metrics(examples: list[Example], labels: list[str]) -> dict:
+    """The simple rules a model must beat: a label fires when one of its keywords appears."""
+    rules = {lab: re.compile(KEYWORDS[lab], re.IGNORECASE) for lab in labels if lab in KEYWORDS}
+    decided = np.array([[bool(rules.get(lab) and rules[lab].search(ex.text)) for lab in labels]
+                        for ex in examples])
+    return multilabel_metrics(decided, multi_hot(examples, labels), labels)
 
 
 class TfidfBaseline:

@@ -11,7 +11,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from huggingface_hub import snapshot_download
+from huggingface_hub import constants, snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
 from vitopic import __version__
 from vitopic.errors import VitopicError
@@ -108,5 +109,11 @@ def resolve(name_or_path: str | Path, revision: str | None = None) -> Path:
         return local
     if local.exists() or str(name_or_path).count("/") != 1:
         raise CheckpointError(f"{name_or_path}: neither a local directory nor a Hub id (org/name)")
-    return Path(snapshot_download(str(name_or_path), revision=revision,
-                                  allow_patterns=CHECKPOINT_PATTERNS))
+    try:
+        return Path(snapshot_download(str(name_or_path), revision=revision,
+                                      allow_patterns=CHECKPOINT_PATTERNS))
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as err:
+        offline = " (HF_HUB_OFFLINE is set: only the local cache was searched)" \
+            if constants.HF_HUB_OFFLINE else ""
+        raise CheckpointError(f"{name_or_path}: could not be fetched from the Hub{offline}: "
+                              f"{type(err).__name__}") from err

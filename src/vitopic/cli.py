@@ -95,8 +95,9 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from vitopic.recipes import run_baseline
 
     cfg = load_config(args.config, args.overrides)
-    for split, result in run_baseline(cfg).items():
-        print(format_metrics(f"TF-IDF+LR {split}", result))
+    for split, result in run_baseline(cfg, args.eval).items():
+        name = split if "keyword" in split else f"TF-IDF+LR {split}"
+        print(format_metrics(name, result))
     return 0
 
 
@@ -152,8 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("baseline", help="TF-IDF + logistic regression on the config's splits")
+    p = sub.add_parser("baseline", help="TF-IDF + logistic regression, and keyword rules")
     p.add_argument("--config", required=True)
+    p.add_argument("--eval", action="append", default=[], metavar="FILE.jsonl",
+                   help="also evaluate on this labeled file (repeatable)")
     p.add_argument("overrides", nargs="*")
     p.set_defaults(func=cmd_baseline)
 

@@ -6,20 +6,29 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from vitopic.baseline import TfidfBaseline
+from vitopic.baseline import TfidfBaseline, keyword_metrics
 from vitopic.config import Config
+from vitopic.data import read_jsonl
 from vitopic.evaluation import evaluate_examples, format_metrics, write_evaluation
 from vitopic.predict import TopicClassifier
 from vitopic.report import write_run_outputs
 from vitopic.training import Splits, train
 
 
-def run_baseline(cfg: Config) -> dict[str, dict]:
-    """Fit the TF-IDF baseline on train (thresholds on dev); metrics on dev and test."""
+def run_baseline(cfg: Config, extra: list[str] | tuple[str, ...] = ()) -> dict[str, dict]:
+    """Fit TF-IDF + LR on train (thresholds on dev); its metrics, and the keyword rules', on dev,
+    test and any `extra` labeled files."""
     splits = Splits.load(cfg)
-    model = TfidfBaseline(cfg.data.labels, cfg.training.seed).fit(splits.train, splits.dev)
-    named = {"dev": splits.dev, "test": splits.test}
-    return {name: model.evaluate(examples) for name, examples in named.items() if examples}
+    labels = cfg.data.labels
+    model = TfidfBaseline(labels, cfg.training.seed).fit(splits.train, splits.dev)
+    named = {"dev": splits.dev, "test": splits.test,
+             **{Path(path).stem: read_jsonl(path, labels) for path in extra}}
+    results = {}
+    for name, examples in named.items():
+        if examples:
+            results[name] = model.evaluate(examples)
+            results[f"{name} (keyword rules)"] = keyword_metrics(examples, labels)
+    return results
 
 
 def train_recipe(cfg: Config, resume: bool = False) -> Path:
@@ -40,8 +49,6 @@ def train_recipe(cfg: Config, resume: bool = False) -> Path:
 
 def evaluate_recipe(model: str, data: str, out_dir: str | None, batch_size: int = 32) -> dict:
     """Evaluate a checkpoint on any labeled JSONL file; print metrics, write JSON and plots."""
-    from vitopic.data import read_jsonl
-
     clf = TopicClassifier.from_pretrained(model)
     examples = read_jsonl(data, clf.labels)
     result, scores, targets, rows = evaluate_examples(clf, examples, batch_size, progress=True)

@@ -42,7 +42,7 @@ def write_run_outputs(cfg: Config, result: TrainResult, seed_rows: list[dict] | 
              "", "```"]
     lines += [format_metrics(split, r) for split, r in results.items()]
     if baseline:
-        lines += [format_metrics(f"baseline TF-IDF+LR {split}", r)
+        lines += [format_metrics(split if "keyword" in split else f"baseline TF-IDF+LR {split}", r)
                   for split, r in baseline.items()]
     lines += ["```", "", "![precision-recall](plots/pr-dev.png)", "", "![losses](plots/loss.png)"]
     if seed_rows:
