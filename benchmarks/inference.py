@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -120,8 +121,10 @@ def matmul_peaks(size: int = 2048, repeats: int = 5) -> dict[str, float]:
 
     a = torch.randn(size, size)
     b = a.bfloat16()
-    linear = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(size, size)),
-                                                    {torch.nn.Linear}, dtype=torch.qint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization deprecation
+        linear = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(size, size)),
+                                                        {torch.nn.Linear}, dtype=torch.qint8)
     ops = {"fp32": lambda: a @ a, "bf16": lambda: b @ b, "int8": lambda: linear(a)}
     peaks = {}
     with torch.inference_mode():
