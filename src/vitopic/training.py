@@ -204,15 +204,13 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
             print(f"resuming from {checkpoint}")
         trainer.train(resume_from_checkpoint=checkpoint)
 
-        dev_scores = _predict_scores(trainer, data["dev"], cfg.model.mode)
-        if cfg.model.mode == "multi_label":
-            thresholds = tune_thresholds(label_scores(dev_scores, "multi_label"), targets["dev"])
-        else:
-            thresholds = np.full(len(labels), 0.5)
-        results = {name: multilabel_metrics(
-            decide(_predict_scores(trainer, data[name], cfg.model.mode) if name != "dev"
-                   else dev_scores, cfg.model.mode, thresholds), targets[name], labels)
-            for name in texts if name != "train"}
+        mode = cfg.model.mode
+        scores = {name: scores_from_logits(trainer.predict(data[name]).predictions, mode)
+                  for name in texts if name != "train"}
+        thresholds = (tune_thresholds(label_scores(scores["dev"], mode), targets["dev"])
+                      if mode == "multi_label" else np.full(len(labels), 0.5))
+        results = {name: multilabel_metrics(decide(s, mode, thresholds), targets[name], labels)
+                   for name, s in scores.items()}
 
         trainer.save_model(str(out))  # weights + tokenizer files; main process only
     if state.is_main_process:
@@ -225,12 +223,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         ).save(out)
     state.wait_for_everyone()
     return TrainResult(out, [float(t) for t in thresholds], results["dev"], results.get("test"),
-                       trainer.state.log_history, label_scores(dev_scores, cfg.model.mode),
-                       targets["dev"])
-
-
-def _predict_scores(trainer: Trainer, dataset: datasets.Dataset, mode: str) -> np.ndarray:
-    return scores_from_logits(trainer.predict(dataset).predictions, mode)
+                       trainer.state.log_history, label_scores(scores["dev"], mode), targets["dev"])
 
 
 def _last_checkpoint(out: Path) -> str:
