@@ -45,3 +45,23 @@ def classifier(trained_dir):
     from vitopic import TopicClassifier
 
     return TopicClassifier.from_pretrained(trained_dir)
+
+
+def place_in_hub_cache(model_dir: Path, cache: Path, repo_id: str) -> str:
+    """Lay a checkpoint out as huggingface_hub's cache does after a real download."""
+    import os
+
+    from vitopic.hub import checkpoint_files
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for i, path in enumerate(checkpoint_files(model_dir)):
+        blob = repo / "blobs" / f"{i:040x}"
+        shutil.copy2(path, blob)
+        os.symlink(os.path.relpath(blob, snapshot), snapshot / path.name)
+    return repo_id

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import unicodedata
@@ -10,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, place_in_hub_cache
 
 from vitopic import TopicClassifier
 from vitopic.checkpoint import CheckpointError
@@ -137,26 +136,8 @@ def test_never_passes_trust_remote_code_true():
     assert sources.count("trust_remote_code=False") >= 3
 
 
-def _place_in_hub_cache(model_dir, cache, repo_id="vitopic-test/tiny-topics"):
-    """Lay a checkpoint out as huggingface_hub's cache does after a real download."""
-    from vitopic.hub import checkpoint_files
-
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    (repo / "blobs").mkdir()
-    for i, path in enumerate(checkpoint_files(model_dir)):
-        blob = repo / "blobs" / f"{i:040x}"
-        shutil.copy2(path, blob)
-        os.symlink(os.path.relpath(blob, snapshot), snapshot / path.name)
-    return repo_id
-
-
 def test_loading_by_hub_id_from_the_cache_offline(trained_dir, tmp_path):
-    repo_id = _place_in_hub_cache(trained_dir, tmp_path / "hub")
+    repo_id = place_in_hub_cache(trained_dir, tmp_path / "hub", "vitopic-test/tiny-topics")
     code = (
         "from vitopic import TopicClassifier\n"
         "from transformers import pipeline\n"
