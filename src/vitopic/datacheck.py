@@ -114,7 +114,7 @@ def check_corpus(directory: str | Path, labels: list[str], segmenter: str = "pyv
         with tempfile.TemporaryDirectory() as scratch:
             tokenizer = learn_phobert_tokenizer(prepared["train"], scratch)
             for split, texts in prepared.items():
-                lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+                lengths = [len(ids) for ids in tokenizer(texts, verbose=False)["input_ids"]]
                 report.max_tokens = max(report.max_tokens, *lengths)
                 for ex, n in zip(splits[split], lengths, strict=True):
                     if n > max_tokens:
