@@ -186,3 +186,28 @@ def test_push_uploads_through_huggingface_hub(trained_dir):
     push_to_hub(trained_dir, "org/name2", private=False, api=FakeApi())
     assert calls[0] == ("create", "org/name2", False)
     assert calls[1][0] == "upload" and "model.safetensors" in calls[1][2] and calls[1][3]
+
+
+def test_onnx_export_and_backends_agree_with_torch(model_copy):
+    run = subprocess.run([sys.executable, "-m", "vitopic.cli", "export", "--model", str(model_copy),
+                          "--onnx", "--int8"], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (model_copy / "model.onnx").is_file() and (model_copy / "model.int8.onnx").is_file()
+    texts = [json.loads(line)["text"] for line in
+             (ROOT / "training" / "data" / "test.jsonl").read_text("utf-8").splitlines()]
+    reference = TopicClassifier.from_pretrained(model_copy).predict(texts)
+    for backend, min_agreement in (("onnx", 1.0), ("onnx-int8", 0.97), ("torch-int8", 0.97),
+                                   ("torch-bf16", 0.97)):
+        clf = TopicClassifier.from_pretrained(model_copy, backend=backend)
+        results = clf.predict(texts)
+        agree = sum(a.labels == b.labels for a, b in zip(reference, results, strict=True))
+        assert agree / len(texts) >= min_agreement, (backend, agree, len(texts))
+    onnx_scores = TopicClassifier.from_pretrained(model_copy, backend="onnx").predict(texts[0])
+    assert onnx_scores.scores == pytest.approx(reference[0].scores, abs=1e-4)
+
+
+def test_onnx_backend_without_export_is_a_clear_error(model_copy):
+    with pytest.raises(CheckpointError, match="run `vitopic export"):
+        TopicClassifier.from_pretrained(model_copy, backend="onnx-int8")
+    with pytest.raises(ValueError, match="unknown backend"):
+        TopicClassifier.from_pretrained(model_copy, backend="tensorrt")
