@@ -18,6 +18,14 @@ BASE_LICENSES = {
     "vinai/phobert-large": "mit",
     "vinai/phobert-base-v2": "agpl-3.0",
 }
+LABEL_DEFINITIONS = {
+    "ukraine_aid": "the war in Ukraine and support for Ukraine: aid, weapons, sanctions and diplomacy "
+                   "tied to the war, the fighting itself",
+    "gaza": "the Israel–Hamas war and Gaza: fighting, casualties, humanitarian aid, hostages, ceasefire "
+            "talks, ICJ/ICC cases, reconstruction",
+    "nato": "NATO or its Secretary General as actor or subject: summits, enlargement, spending targets, "
+            "Article 5, exercises, Ukraine's membership",
+}
 LICENSE_NOTES = {
     "mit": "MIT: the license of PhoBERT-base and PhoBERT-large, and of vitopic itself (which "
            "applies to a model trained from scratch).",
@@ -89,7 +97,11 @@ def render_card(meta: Metadata, results: dict[str, dict], model_name: str,
     return Template(TEMPLATE.read_text("utf-8")).substitute(
         metadata=yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).strip(),
         model_name=model_name,
-        base_model=meta.base_model or "a PhoBERT-shaped RoBERTa trained from scratch",
+        base_model=f"`{meta.base_model}`" if meta.base_model
+        else "a PhoBERT-shaped RoBERTa trained from scratch",
+        label_table="\n".join(["| label | means |", "|---|---|"] + [
+            f"| `{lab}` | {LABEL_DEFINITIONS.get(lab, 'see the training data card')} |"
+            for lab in meta.labels]),
         label_list=", ".join(f"`{lab}`" for lab in meta.labels),
         thresholds=", ".join(f"`{lab}` {t:.2f}" for lab, t in
                              zip(meta.labels, meta.thresholds, strict=False)) or "argmax",

@@ -15,10 +15,11 @@ from vitopic.report import write_run_outputs
 from vitopic.training import Splits, train
 
 
-def run_baseline(cfg: Config, extra: list[str] | tuple[str, ...] = ()) -> dict[str, dict]:
+def run_baseline(cfg: Config, extra: list[str] | tuple[str, ...] = (),
+                 splits: Splits | None = None) -> dict[str, dict]:
     """Fit TF-IDF + LR on train (thresholds on dev); its metrics, and the keyword rules', on dev,
     test and any `extra` labeled files."""
-    splits = Splits.load(cfg)
+    splits = splits or Splits.load(cfg)
     labels = cfg.data.labels
     model = TfidfBaseline(labels, cfg.training.seed).fit(splits.train, splits.dev)
     named = {"dev": splits.dev, "test": splits.test,
@@ -33,14 +34,14 @@ def run_baseline(cfg: Config, extra: list[str] | tuple[str, ...] = ()) -> dict[s
 
 def train_recipe(cfg: Config, resume: bool = False) -> Path:
     """Train, save, reload the saved checkpoint to label the seed sentences, write the report."""
-    result = train(cfg, resume=resume)
+    splits = Splits.load(cfg)
+    result = train(cfg, resume=resume, splits=splits)
     if PartialState().is_main_process:
-        seed = Splits.load(cfg).seed
         seed_rows = None
-        if seed:
+        if splits.seed:
             clf = TopicClassifier.from_pretrained(result.output_dir)
-            seed_rows = evaluate_examples(clf, seed)[3]
-        write_run_outputs(cfg, result, seed_rows, baseline=run_baseline(cfg))
+            seed_rows = evaluate_examples(clf, splits.seed)[3]
+        write_run_outputs(cfg, result, seed_rows, baseline=run_baseline(cfg, splits=splits))
         for name, metrics in (("dev", result.dev), ("test", result.test)):
             if metrics:
                 print(format_metrics(name, metrics))
@@ -53,13 +54,13 @@ def evaluate_recipe(model: str, data: str, out_dir: str | None, batch_size: int 
     examples = read_jsonl(data, clf.labels)
     result, scores, targets, rows = evaluate_examples(clf, examples, batch_size, progress=True)
     print(format_metrics(Path(data).name, result))
-    target = Path(out_dir) if out_dir else clf_dir(model)
+    target = Path(out_dir) if out_dir else default_eval_dir(model)
     path = write_evaluation(target, Path(data).stem, clf, result, scores, targets, rows)
     print(f"wrote {path} and {target / 'plots' / f'pr-{Path(data).stem}.png'}")
     return result
 
 
-def clf_dir(model: str) -> Path:
+def default_eval_dir(model: str) -> Path:
     """Where evaluation files go by default: beside a local model, else ./eval-ORG--NAME."""
     local = Path(model)
     return local if local.is_dir() else Path("eval-" + model.replace("/", "--"))

@@ -52,5 +52,11 @@ def write_run_outputs(cfg: Config, result: TrainResult, seed_rows: list[dict] | 
     paths["report"] = out / "report.md"
     paths["report"].write_text("\n".join(lines) + "\n", "utf-8")
     paths["card"] = out / "README.md"
-    paths["card"].write_text(render_card(meta, results, Path(cfg.output.dir).name), "utf-8")
+    extra = ""
+    if baseline:
+        extra = "Baselines on the same splits (macro-F1): " + "; ".join(
+            f"{name if 'keyword' in name else f'TF-IDF + logistic regression, {name}'} "
+            f"{r['macro_f1']:.3f}" for name, r in baseline.items()) + "."
+    paths["card"].write_text(render_card(meta, results, Path(cfg.output.dir).name,
+                                         extra_metrics=extra), "utf-8")
     return paths

@@ -161,7 +161,7 @@ class TrainResult:
     dev_targets: np.ndarray
 
 
-def train(cfg: Config, resume: bool = False) -> TrainResult:
+def train(cfg: Config, resume: bool = False, splits: Splits | None = None) -> TrainResult:
     """Fine-tune per `cfg`, tune thresholds on dev, and save a checkpoint into `output.dir`.
 
     Every process computes; only the main process writes. `vitopic.json` is written last, so an
@@ -170,7 +170,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     state = PartialState()
     out = Path(cfg.output.dir)
     labels = cfg.data.labels
-    splits = Splits.load(cfg)
+    splits = splits or Splits.load(cfg)
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / METADATA_FILE).unlink(missing_ok=True)
