@@ -123,8 +123,10 @@ class TopicClassifier:
         decisions = decide(scores, mode, cuts) if len(pieces) else np.zeros((0, len(self.labels)))
         probs = label_scores(scores, mode) if len(pieces) else decisions
         results = []
-        for i in range(len(items)):
-            rows = np.flatnonzero(owners == i)
+        index = np.arange(len(items))  # pieces are in input order: each input owns a contiguous run
+        for start, end in zip(np.searchsorted(owners, index),
+                              np.searchsorted(owners, index, side="right"), strict=True):
+            rows = np.arange(start, end)
             if not len(rows):
                 results.append(Prediction([], dict.fromkeys(self.labels, 0.0), empty=True))
                 continue

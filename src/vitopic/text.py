@@ -43,10 +43,12 @@ def _tone_map() -> dict[str, str]:
 
 _TONES = _tone_map()
 _TONE_RE = re.compile("(" + "|".join(_TONES) + r")(?![^\W\d_])")
-_TAG_RE = re.compile(r"<[^<>]{0,200}>")
-_INVISIBLE_RE = re.compile(r"[\u200b-\u200f\u2060\ufeff\u00ad]|[\x00-\x08\x0b-\x1f\x7f]")
+_TAG_RE = re.compile(r"</?[A-Za-z][^<>]{0,200}>|<!--.*?-->", re.DOTALL)
+_INVISIBLE_RE = re.compile(r"[\u200b-\u200f\u2060\ufeff\u00ad]|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _PUNCT = set(".,;:!?()[]{}\"'“”‘’«»…")
 _SEGMENTED_RE = re.compile(r"[^\s_]_+[^\s_]")
+_MAX_ROUNDS = 4
+_DANGLING_RE = re.compile(r"(?<!\S)_+|_+(?!\S)")
 
 
 def _split_punct(token: str) -> list[str]:
@@ -75,7 +77,9 @@ def _merge_dots(chars: list[str]) -> list[str]:
 
 def normalize(text: str) -> str:
     """NFC, old-style tone marks, no HTML tags or invisible characters, tidy spaces, punctuation split."""
-    text = html.unescape(_TAG_RE.sub(" ", text))
+    previous = None
+    while text != previous:  # until no entity or tag is left, so that normalize is idempotent
+        previous, text = text, _TAG_RE.sub(" ", html.unescape(text))
     text = unicodedata.normalize("NFC", _INVISIBLE_RE.sub("", text))
     text = _TONE_RE.sub(lambda m: _TONES[m.group(1)], text)
     return " ".join(piece for token in text.split() for piece in _split_punct(token))
@@ -156,14 +160,29 @@ def get_segmenter(name: str) -> Segmenter:
 
 
 def prepare(texts: Sequence[str], segmenter: str) -> list[str]:
-    """PhoBERT-ready text: normalised, then word-segmented unless it already is."""
-    normalized = [normalize(t) for t in texts]
-    todo = [i for i, t in enumerate(normalized) if t and not is_segmented(t)]
-    if todo and segmenter != "none":
-        segmented = get_segmenter(segmenter)([normalized[i] for i in todo])
+    """PhoBERT-ready text: normalised, then word-segmented unless it already is.
+
+    Idempotent: the result is either segmented (and so passed through next time) or a fixed
+    point of the segmenter, which is re-applied (a few rounds at most) until it is one.
+    """
+    out = [normalize(t) for t in texts]
+    if segmenter == "none":
+        return out
+    todo = [i for i, t in enumerate(out) if t and not is_segmented(t)]
+    for _ in range(_MAX_ROUNDS):
+        if not todo:
+            break
+        segmented = get_segmenter(segmenter)([out[i] for i in todo])
+        changed = []
         for i, seg in zip(todo, segmented, strict=True):
-            normalized[i] = normalize(seg)
-    return normalized
+            # A backend may join a word to punctuation ("A_«"); once the punctuation is split off,
+            # drop the `_` left dangling at a word's edge.
+            new = " ".join(_DANGLING_RE.sub("", normalize(seg)).split())
+            if new != out[i] and not is_segmented(new):
+                changed.append(i)
+            out[i] = new
+        todo = changed
+    return out
 
 
 # --- sentence splitting --------------------------------------------------------------------
