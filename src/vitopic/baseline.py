@@ -14,6 +14,7 @@ from vitopic.data import Example, multi_hot
 from vitopic.metrics import multilabel_metrics, tune_thresholds
 from vitopic.text import normalize
 
+KEYWORD_SUFFIX = " (keyword rules)"
 KEYWORDS = {
     "ukraine_aid": r"ukraine|kiev|kyiv|zelensky",
     "gaza": r"gaza|hamas|rafah",
@@ -27,6 +28,13 @@ def keyword_metrics(examples: list[Example], labels: list[str]) -> dict:
     decided = np.array([[bool(rules.get(lab) and rules[lab].search(ex.text)) for lab in labels]
                         for ex in examples])
     return multilabel_metrics(decided, multi_hot(examples, labels), labels)
+
+
+def baseline_label(key: str) -> str:
+    """How a `run_baseline` result key reads in reports: which baseline, on which split."""
+    if key.endswith(KEYWORD_SUFFIX):
+        return f"keyword rules, {key[: -len(KEYWORD_SUFFIX)]}"
+    return f"TF-IDF+LR, {key}"
 
 
 class TfidfBaseline:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from huggingface_hub import constants, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 from vitopic import __version__
 from vitopic.errors import VitopicError
@@ -100,6 +101,13 @@ def open_checkpoint(directory: str | Path) -> Metadata:
             f"{directory}: no model.safetensors found (vitopic loads safetensors weights only)"
         )
     return metadata
+
+
+def load_model(directory: str | Path) -> PreTrainedModel:
+    """The classification model of a checkpoint dir: safetensors weights, no remote code."""
+    return AutoModelForSequenceClassification.from_pretrained(
+        directory, use_safetensors=True, trust_remote_code=False
+    )
 
 
 def resolve(name_or_path: str | Path, revision: str | None = None) -> Path:

@@ -6,9 +6,8 @@ import warnings
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification
 
-from vitopic.checkpoint import open_checkpoint
+from vitopic.checkpoint import load_model, open_checkpoint
 from vitopic.config import PHOBERT_MAX_LENGTH
 
 ONNX_FILE = "model.onnx"
@@ -30,9 +29,7 @@ def export_onnx(model_dir: str | Path, int8: bool = False) -> list[Path]:
     """Write `model.onnx` (dynamic batch and length), and `model.int8.onnx` with `int8`."""
     directory = Path(model_dir)
     open_checkpoint(directory)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        directory, use_safetensors=True, trust_remote_code=False
-    ).eval()
+    model = load_model(directory).eval()
     example = torch.full((2, 16), 5, dtype=torch.long)
     batch = torch.export.Dim("batch")
     seq = torch.export.Dim("seq", max=PHOBERT_MAX_LENGTH)

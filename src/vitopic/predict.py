@@ -6,20 +6,20 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, overload
+from typing import Literal, get_args, overload
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer
 
-from vitopic.checkpoint import CheckpointError, Metadata, open_checkpoint, resolve
+from vitopic.checkpoint import CheckpointError, Metadata, load_model, open_checkpoint, resolve
 from vitopic.export import INT8_FILE, ONNX_FILE
 from vitopic.modeling import decide, label_scores, scores_from_logits
 from vitopic.text import prepare, split_sentences
 
 Backend = Literal["torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8"]
-BACKENDS = ("torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8")
+BACKENDS: tuple[str, ...] = get_args(Backend)
 Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -87,10 +87,7 @@ class TopicClassifier:
             runner: Runner = OnnxRunner(directory / (INT8_FILE if backend == "onnx-int8"
                                                      else ONNX_FILE))
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                directory, use_safetensors=True, trust_remote_code=False
-            )
-            runner = TorchRunner(model, device, backend)
+            runner = TorchRunner(load_model(directory), device, backend)
         return cls(runner, tokenizer, metadata, segmenter=segmenter)
 
     @property

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from vitopic.baseline import TfidfBaseline, keyword_metrics
+from vitopic.baseline import KEYWORD_SUFFIX, TfidfBaseline, keyword_metrics
 from vitopic.config import Config
 from vitopic.data import read_jsonl
 from vitopic.evaluation import evaluate_examples, format_metrics, write_evaluation
@@ -28,7 +28,7 @@ def run_baseline(cfg: Config, extra: list[str] | tuple[str, ...] = (),
     for name, examples in named.items():
         if examples:
             results[name] = model.evaluate(examples)
-            results[f"{name} (keyword rules)"] = keyword_metrics(examples, labels)
+            results[name + KEYWORD_SUFFIX] = keyword_metrics(examples, labels)
     return results
 
 

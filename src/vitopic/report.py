@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vitopic.baseline import baseline_label
 from vitopic.checkpoint import Metadata
 from vitopic.config import Config
 from vitopic.evaluation import format_metrics
@@ -42,8 +43,7 @@ def write_run_outputs(cfg: Config, result: TrainResult, seed_rows: list[dict] | 
              "", "```"]
     lines += [format_metrics(split, r) for split, r in results.items()]
     if baseline:
-        lines += [format_metrics(split if "keyword" in split else f"baseline TF-IDF+LR {split}", r)
-                  for split, r in baseline.items()]
+        lines += [format_metrics(f"baseline {baseline_label(key)}", r) for key, r in baseline.items()]
     lines += ["```", "", "![precision-recall](plots/pr-dev.png)", "", "![losses](plots/loss.png)"]
     if seed_rows:
         lines += ["", "## Seed sentences", "", "| text | gold | predicted |", "|---|---|---|"]
@@ -55,8 +55,7 @@ def write_run_outputs(cfg: Config, result: TrainResult, seed_rows: list[dict] | 
     extra = ""
     if baseline:
         extra = "Baselines on the same splits (macro-F1): " + "; ".join(
-            f"{name if 'keyword' in name else f'TF-IDF + logistic regression, {name}'} "
-            f"{r['macro_f1']:.3f}" for name, r in baseline.items()) + "."
+            f"{baseline_label(key)} {r['macro_f1']:.3f}" for key, r in baseline.items()) + "."
     paths["card"].write_text(render_card(meta, results, Path(cfg.output.dir).name,
                                          extra_metrics=extra), "utf-8")
     return paths
