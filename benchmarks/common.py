@@ -32,6 +32,9 @@ RESULT_PREFIX = "BENCH_RESULT_JSON "
 PHOBERT_BASE = dict(vocab_size=64001, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                     intermediate_size=3072, max_position_embeddings=258, type_vocab_size=1,
                     pad_token_id=1, bos_token_id=0, eos_token_id=2)
+# PhoBERT-large's shape (vinai/phobert-large config.json).
+PHOBERT_LARGE = {**PHOBERT_BASE, "hidden_size": 1024, "num_hidden_layers": 24,
+                 "num_attention_heads": 16, "intermediate_size": 4096}
 
 
 def load_texts() -> tuple[list[str], str]:

@@ -1,49 +1,179 @@
-"""The phobert-* configs' path: start from a pretrained PhoBERT-format checkpoint fetched by Hub id."""
+"""The phobert-* configs fine-tune from replicas of the real `vinai/phobert-*` Hub repos, safely."""
 
 import json
 import os
 import subprocess
 import sys
 
+import pytest
+import torch
 import yaml
-from conftest import DATA, ROOT, place_in_hub_cache
-from transformers import RobertaConfig, RobertaForMaskedLM
+from conftest import DATA, ROOT
+from hub_replica import (
+    PICKLE_MARKER,
+    REMOTE_CODE_MARKER,
+    REPOS,
+    build_phobert_replica,
+    phobert_files,
+    place_snapshot,
+)
+from transformers import AutoTokenizer, PhobertTokenizer
 
-from vitopic.text import java_available
+from vitopic.base_model import BaseModelError, fetch_base_model
+from vitopic.bpe import learn_phobert_tokenizer
+from vitopic.text import java_available, prepare
+
+SEGMENTER = "rdrsegmenter" if java_available() else "pyvi"
+SAMPLE = ["Các đồng minh NATO cam kết gửi thêm hệ thống phòng không cho Ukraine.",
+          "Israel không kích Rafah , hàng chục người thiệt mạng .", "Giá vàng SJC tăng mạnh"]
 
 
-def _fake_phobert(trained_dir, target):
-    """A PhoBERT-shaped masked-LM checkpoint laid out like vinai/phobert-base on the Hub:
-    config.json (with tokenizer_class), weights, vocab.txt and bpe.codes, no tokenizer_config.json."""
-    vocab = json.loads((trained_dir / "config.json").read_text())["vocab_size"]
-    config = RobertaConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=1,
-                           num_attention_heads=2, intermediate_size=64,
-                           max_position_embeddings=258, type_vocab_size=1, pad_token_id=1,
-                           bos_token_id=0, eos_token_id=2, tokenizer_class="PhobertTokenizer")
-    RobertaForMaskedLM(config).save_pretrained(target)
-    for name in ("vocab.txt", "bpe.codes"):
-        (target / name).write_bytes((trained_dir / name).read_bytes())
-    assert not (target / "tokenizer_config.json").exists()
-    return target
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """An HF cache holding the three replicas (and a small data dir), plus the marker dir."""
+    root = tmp_path_factory.mktemp("phobert-hub")
+    texts = [json.loads(line)["text"] for line in (DATA / "train.jsonl").open(encoding="utf-8")]
+    learn_phobert_tokenizer(prepare(texts[:600], "pyvi"), root / "vocab", merges=800)
+    for repo_id in REPOS:
+        build_phobert_replica(root / "cache", repo_id, root / "vocab", root / "markers")
+    data = root / "data"
+    data.mkdir()
+    for split, n in (("train", 160), ("dev", 60), ("test", 60), ("seed", 8)):
+        lines = (DATA / f"{split}.jsonl").read_text("utf-8").splitlines()[:n]
+        (data / f"{split}.jsonl").write_text("\n".join(lines) + "\n", "utf-8")
+    (root / "markers").mkdir()
+    return root
 
 
-def test_phobert_base_config_fine_tunes_from_a_hub_id(trained_dir, tmp_path):
-    place_in_hub_cache(_fake_phobert(trained_dir, tmp_path / "fake"), tmp_path / "hub",
-                       "vinai/phobert-base")
+@pytest.fixture
+def offline_cache(hub, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub / "cache"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(hub / "cache"))
+    return hub / "cache"
+
+
+def _train(hub, config, out, *extra):
+    cmd = [sys.executable, "training/train.py", "--config", f"configs/{config}.yaml",
+           f"data.dir={hub / 'data'}", f"output.dir={out}", "training.max_steps=8",
+           "training.eval_steps=4", "training.batch_size=8", f"text.segmenter={SEGMENTER}", *extra]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub / "cache")}
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("config", [
+    "phobert-base",
+    pytest.param("phobert-base-v2", marks=pytest.mark.slow),
+    pytest.param("phobert-large", marks=pytest.mark.slow),
+])
+def test_phobert_config_fine_tunes_from_the_hub_repo_as_it_is(hub, tmp_path, config):
+    repo_id = f"vinai/{config}"
     out = tmp_path / "run"
-    segmenter = "rdrsegmenter" if java_available() else "pyvi"
-    cmd = [sys.executable, "training/train.py", "--config", "configs/phobert-base.yaml",
-           f"data.dir={DATA}", f"output.dir={out}", "training.max_steps=12",
-           "training.eval_steps=6", "training.batch_size=8", f"text.segmenter={segmenter}"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
-    run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    run = _train(hub, config, out)
     assert run.returncode == 0, run.stderr[-3000:]
+    assert not (hub / "markers" / REMOTE_CODE_MARKER).exists()
 
-    config = json.loads((out / "config.json").read_text())
-    assert config["problem_type"] == "multi_label_classification"
-    assert config["id2label"]["2"] == "nato" and config["hidden_size"] == 32
-    assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == 256
+    files = {p.name for p in out.iterdir()}
+    assert "model.safetensors" in files and not files & {"pytorch_model.bin", "tokenizer.json",
+                                                          "tokenization_phobert.py"}
+    config_json = json.loads((out / "config.json").read_text())
+    assert config_json["problem_type"] == "multi_label_classification"
+    assert config_json["id2label"] == {"0": "ukraine_aid", "1": "gaza", "2": "nato"}
+    assert config_json["num_hidden_layers"] == REPOS[repo_id]["layers"]
     meta = json.loads((out / "vitopic.json").read_text())
-    assert meta["base_model"] == "vinai/phobert-base" and meta["segmenter"] == segmenter
+    assert meta["base_model"] == repo_id and meta["segmenter"] == SEGMENTER
+
+    base = PhobertTokenizer(str(hub / "vocab" / "vocab.txt"), str(hub / "vocab" / "bpe.codes"))
+    tuned = AutoTokenizer.from_pretrained(out)
+    assert type(tuned).__name__ == "PhobertTokenizer" and tuned.model_max_length == 256
+    assert tuned(SAMPLE)["input_ids"] == base(SAMPLE)["input_ids"]
+    assert (out / "vocab.txt").read_bytes() == (hub / "vocab" / "vocab.txt").read_bytes()
+
     header = yaml.safe_load((out / "README.md").read_text().split("---")[1])
-    assert header["base_model"] == "vinai/phobert-base" and header["license"] == "mit"
+    assert header["base_model"] == repo_id
+    assert header["license"] == ("agpl-3.0" if config == "phobert-base-v2" else "mit")
+
+
+def test_run_metrics_equal_vitopic_evaluate(hub, tmp_path):
+    out = tmp_path / "run"
+    assert _train(hub, "phobert-base", out).returncode == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for split in ("dev", "test"):
+        run = subprocess.run([sys.executable, "-m", "vitopic.cli", "evaluate", "--model", str(out),
+                              "--data", str(hub / "data" / f"{split}.jsonl"), "--out",
+                              str(tmp_path / "eval")], cwd=ROOT, capture_output=True, text=True,
+                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        assert run.returncode == 0, run.stderr[-2000:]
+        evaluated = json.loads((tmp_path / "eval" / f"eval-{split}.json").read_text())["metrics"]
+        assert evaluated == metrics[split]
+
+
+def test_a_conversion_revision_loads_safetensors(offline_cache):
+    base = fetch_base_model("vinai/phobert-base", revision="refs/pr/3")
+    assert base.weights == "safetensors" and (base.directory / "model.safetensors").is_file()
+    main = fetch_base_model("vinai/phobert-base")
+    assert main.weights == "pickle" and not (main.directory / "model.safetensors").exists()
+    pickled = main.classifier(num_labels=3, problem_type="multi_label_classification")
+    converted = base.classifier(num_labels=3, problem_type="multi_label_classification")
+    for (name, a), b in zip(pickled.roberta.state_dict().items(),
+                            converted.roberta.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_a_pickle_that_would_run_code_is_refused_unrun(hub, tmp_path):
+    cache = tmp_path / "cache"
+    build_phobert_replica(cache, "vinai/phobert-base", hub / "vocab", tmp_path, evil_pickle=True)
+    evil = phobert_files("vinai/phobert-base", hub / "vocab", tmp_path / "proof",
+                         evil_pickle=True)["pytorch_model.bin"]
+    (tmp_path / "proof").mkdir()
+    (tmp_path / "proof" / "evil.bin").write_bytes(evil)
+    torch.load(tmp_path / "proof" / "evil.bin", weights_only=False)  # the danger is real ...
+    assert (tmp_path / "proof" / PICKLE_MARKER).exists()
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
+    run = subprocess.run([sys.executable, "-m", "vitopic.cli", "train", "--config",
+                          "configs/phobert-base.yaml", f"data.dir={hub / 'data'}",
+                          f"output.dir={tmp_path / 'out'}", f"text.segmenter={SEGMENTER}"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2                           # ... and vitopic never runs it
+    assert not (tmp_path / PICKLE_MARKER).exists()
+    assert "would run code" in run.stderr and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+def _one_line_error(*args, **kwargs) -> str:
+    with pytest.raises(BaseModelError) as err:
+        fetch_base_model(*args, **kwargs)
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
+def test_clear_errors_for_every_way_a_base_model_can_be_missing(offline_cache, hub, tmp_path):
+    assert "config.json not found" in _one_line_error("vinai/phobert-huge")
+    assert "HF_HUB_OFFLINE" in _one_line_error("vinai/phobert-huge")
+    assert "vinai/phobert-base@v9" in _one_line_error("vinai/phobert-base", revision="v9")
+    assert "not a valid Hub id" in _one_line_error("not a repo/with/slashes")
+
+    files = phobert_files("vinai/phobert-base", hub / "vocab", tmp_path)
+    for name in ("pytorch_model.bin", "_safetensors"):
+        files.pop(name)
+    place_snapshot(offline_cache, "vinai/phobert-base", files, "no-weights")
+    assert "no model.safetensors or pytorch_model.bin" in _one_line_error(
+        "vinai/phobert-base", revision="no-weights")
+    for missing in ("vocab.txt", "bpe.codes"):
+        local = tmp_path / f"without-{missing}"
+        local.mkdir()
+        for name, data in files.items():
+            if name != missing:
+                (local / name).write_bytes(data)
+        assert f"{missing} not found" in _one_line_error(str(local))
+        assert "vocab.txt and bpe.codes" in _one_line_error(str(local))
+
+
+def test_an_unparseable_tokenizer_json_is_never_read(hub, tmp_path):
+    local = tmp_path / "base"
+    local.mkdir()
+    for name, data in phobert_files("vinai/phobert-base", hub / "vocab", tmp_path).items():
+        (local / name).write_bytes(data)
+    (local / "tokenizer.json").write_text("{not json")
+    base = PhobertTokenizer(str(hub / "vocab" / "vocab.txt"), str(hub / "vocab" / "bpe.codes"))
+    assert fetch_base_model(str(local)).tokenizer(256)(SAMPLE)["input_ids"] == base(SAMPLE)["input_ids"]

@@ -20,6 +20,8 @@ from vitopic.errors import VitopicError
 from vitopic.modeling import class_names
 
 METADATA_FILE = "vitopic.json"
+METRICS_FILE = "metrics.json"
+QUALITY_WARNINGS = "quality_warnings"  # metrics.json key: why training flagged the model
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 # What a checkpoint consists of; everything else in a run directory (trainer checkpoints,
@@ -43,6 +45,7 @@ class Metadata:
     max_length: int
     thresholds: list[float]
     base_model: str | None = None
+    base_revision: str | None = None
     vitopic_version: str = field(default=__version__)
 
     def save(self, directory: str | Path) -> Path:

@@ -50,8 +50,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from vitopic.recipes import train_recipe
 
     cfg = load_config(args.config, args.overrides)
-    out = train_recipe(cfg, resume=args.resume)
-    print(f"model saved to {out}")
+    train_recipe(cfg, resume=args.resume)
     return 0
 
 
@@ -112,7 +111,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 def cmd_push(args: argparse.Namespace) -> int:
     from vitopic.hub import push_to_hub
 
-    push_to_hub(args.model, args.repo, private=args.private, dry_run=args.dry_run)
+    push_to_hub(args.model, args.repo, private=args.private, dry_run=args.dry_run, force=args.force)
     return 0
 
 
@@ -173,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", required=True, help="org/name")
     p.add_argument("--private", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="list files, validate the card")
+    p.add_argument("--force", action="store_true",
+                   help="upload even if training flagged the model as not worth using")
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("export", help="export an ONNX model next to the checkpoint")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +52,21 @@ def write_evaluation(out_dir: str | Path, name: str, clf: TopicClassifier, resul
     path.write_text(json.dumps({"metrics": result, "predictions": rows}, indent=1,
                                ensure_ascii=False), "utf-8")
     return path
+
+
+DEGENERATE_SHARE = 0.9
+
+
+def quality_warnings(dev: dict, dev_rows: list[dict], tfidf_dev: dict | None) -> list[str]:
+    """Why a trained model is not worth using, if it is not: it loses to the TF-IDF baseline on
+    dev, or it gives one label set to nearly every dev sentence."""
+    warnings = []
+    if tfidf_dev is not None and dev["macro_f1"] < tfidf_dev["macro_f1"]:
+        warnings.append(f"dev macro-F1 {dev['macro_f1']:.3f} is below the TF-IDF + LR baseline's "
+                        f"{tfidf_dev['macro_f1']:.3f}")
+    if dev_rows:
+        labels, count = Counter(tuple(r["predicted"]) for r in dev_rows).most_common(1)[0]
+        if count >= DEGENERATE_SHARE * len(dev_rows):
+            warnings.append(f"{count / len(dev_rows):.0%} of dev sentences get the same labels "
+                            f"({', '.join(labels) or 'none'})")
+    return warnings

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import shutil
 import tempfile
 from pathlib import Path
 
 from huggingface_hub import HfApi
 
-from vitopic.checkpoint import CHECKPOINT_PATTERNS, CheckpointError, open_checkpoint
+from vitopic.checkpoint import (
+    CHECKPOINT_PATTERNS,
+    METRICS_FILE,
+    QUALITY_WARNINGS,
+    CheckpointError,
+    open_checkpoint,
+)
 from vitopic.modelcard import validate_card
 
 CARD_PLACEHOLDER = "ORG/NAME"
@@ -23,13 +30,19 @@ def checkpoint_files(directory: str | Path) -> list[Path]:
 
 
 def push_to_hub(model_dir: str | Path, repo_id: str, private: bool = False,
-                dry_run: bool = False, api: HfApi | None = None) -> list[str]:
+                dry_run: bool = False, api: HfApi | None = None, force: bool = False) -> list[str]:
     """Validate, then upload the checkpoint files; the card's usage examples name `repo_id`.
 
-    With `dry_run`, print and return what would be uploaded without contacting the Hub.
+    With `dry_run`, print and return what would be uploaded without contacting the Hub. A model
+    that training flagged as not worth using (metrics.json) is refused unless `force`.
     """
     directory = Path(model_dir)
     open_checkpoint(directory)
+    metrics = directory / METRICS_FILE
+    flagged = json.loads(metrics.read_text("utf-8")).get(QUALITY_WARNINGS) if metrics.is_file() else None
+    if flagged and not force:
+        raise CheckpointError(f"{directory}: training flagged this model as not worth using "
+                              f"({'; '.join(flagged)}); pass --force to upload it anyway")
     card_path = directory / "README.md"
     if not card_path.is_file():
         raise CheckpointError(f"{directory}: no README.md model card")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from transformers import (
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
     PhobertTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -14,6 +12,7 @@ from transformers import (
     RobertaForSequenceClassification,
 )
 
+from vitopic.base_model import BaseModel
 from vitopic.config import PHOBERT_MAX_LENGTH, Config
 
 NONE_CLASS = "none"  # the explicit "no topic" class of single_label mode
@@ -36,26 +35,14 @@ def head_config(labels: list[str], mode: str) -> dict:
     }
 
 
-def load_pretrained_tokenizer(
-    name_or_path: str, revision: str | None = None, max_length: int = PHOBERT_MAX_LENGTH
-) -> PreTrainedTokenizerBase:
-    """PhoBERT's tokenizer from the Hub or a local dir, with the 256-token limit set.
-
-    Hub PhoBERT folders ship no tokenizer_config.json, so `model_max_length` would be 1e30.
-    """
-    return AutoTokenizer.from_pretrained(
-        name_or_path, revision=revision, model_max_length=max_length, trust_remote_code=False
-    )
-
-
-def build_model(cfg: Config, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
-    """A classification model for `cfg`: fine-tune from `model.name_or_path` or build from scratch."""
+def build_model(cfg: Config, tokenizer: PreTrainedTokenizerBase,
+                base: BaseModel | None = None) -> PreTrainedModel:
+    """A classification model for `cfg`: fine-tune `base` (a fetched pretrained model) or build
+    a PhoBERT-shaped one from scratch."""
     head = head_config(cfg.data.labels, cfg.model.mode)
-    if cfg.model.name_or_path:
-        return AutoModelForSequenceClassification.from_pretrained(
-            cfg.model.name_or_path, revision=cfg.model.revision, use_safetensors=True,
-            trust_remote_code=False, ignore_mismatched_sizes=True, **head,
-        )
+    torch.manual_seed(cfg.training.seed)  # the new head's (and a scratch model's) initial weights
+    if base is not None:
+        return base.classifier(**head)
     m = cfg.model
     config = RobertaConfig(
         vocab_size=len(tokenizer),
@@ -73,7 +60,6 @@ def build_model(cfg: Config, tokenizer: PreTrainedTokenizerBase) -> PreTrainedMo
         tokenizer_class=PhobertTokenizer.__name__,
         **head,
     )
-    torch.manual_seed(cfg.training.seed)
     return RobertaForSequenceClassification(config)
 
 

@@ -9,7 +9,7 @@ from accelerate import PartialState
 from vitopic.baseline import KEYWORD_SUFFIX, TfidfBaseline, keyword_metrics
 from vitopic.config import Config
 from vitopic.data import read_jsonl
-from vitopic.evaluation import evaluate_examples, format_metrics, write_evaluation
+from vitopic.evaluation import evaluate_examples, format_metrics, quality_warnings, write_evaluation
 from vitopic.predict import TopicClassifier
 from vitopic.report import write_run_outputs
 from vitopic.training import Splits, train
@@ -33,7 +33,11 @@ def run_baseline(cfg: Config, extra: list[str] | tuple[str, ...] = (),
 
 
 def train_recipe(cfg: Config, resume: bool = False) -> Path:
-    """Train, save, reload the saved checkpoint to label the seed sentences, write the report."""
+    """Train, save, reload the saved checkpoint to label the seed sentences, write the report.
+
+    A model that loses to TF-IDF + LR on dev, or gives nearly all of dev one label set, is saved
+    but flagged: the last line printed, report.md, the model card and metrics.json say so.
+    """
     splits = Splits.load(cfg)
     result = train(cfg, resume=resume, splits=splits)
     if PartialState().is_main_process:
@@ -41,10 +45,15 @@ def train_recipe(cfg: Config, resume: bool = False) -> Path:
         if splits.seed:
             clf = TopicClassifier.from_pretrained(result.output_dir)
             seed_rows = evaluate_examples(clf, splits.seed)[3]
-        write_run_outputs(cfg, result, seed_rows, baseline=run_baseline(cfg, splits=splits))
+        baseline = run_baseline(cfg, splits=splits)
+        warnings = quality_warnings(result.dev, result.dev_rows, baseline.get("dev"))
+        write_run_outputs(cfg, result, seed_rows, baseline=baseline, warnings=warnings)
         for name, metrics in (("dev", result.dev), ("test", result.test)):
             if metrics:
                 print(format_metrics(name, metrics))
+        print(f"model saved to {result.output_dir}")
+        if warnings:
+            print(f"WARNING: this model is not worth using: {'; '.join(warnings)}")
     return result.output_dir
 
 

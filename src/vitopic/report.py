@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from vitopic.baseline import baseline_label
-from vitopic.checkpoint import Metadata
+from vitopic.checkpoint import METRICS_FILE, QUALITY_WARNINGS, Metadata
 from vitopic.config import Config
 from vitopic.evaluation import format_metrics
 from vitopic.modelcard import render_card
@@ -17,7 +17,7 @@ from vitopic.training import TrainResult
 
 
 def write_run_outputs(cfg: Config, result: TrainResult, seed_rows: list[dict] | None,
-                      baseline: dict | None = None) -> dict[str, Path]:
+                      baseline: dict | None = None, warnings: list[str] = ()) -> dict[str, Path]:
     """Write the run's report files into `output.dir`; return their paths."""
     out = result.output_dir
     meta = Metadata.load(out)
@@ -31,11 +31,13 @@ def write_run_outputs(cfg: Config, result: TrainResult, seed_rows: list[dict] | 
         "losses": plot_losses(result.log_history, plots / "loss.png"),
     }
     metrics = {"thresholds": dict(zip(meta.labels, meta.thresholds, strict=False)), **results,
-               "seed_predictions": seed_rows or [], "baseline": baseline}
-    paths["metrics"] = out / "metrics.json"
+               "seed_predictions": seed_rows or [], "baseline": baseline,
+               QUALITY_WARNINGS: list(warnings)}
+    paths["metrics"] = out / METRICS_FILE
     paths["metrics"].write_text(json.dumps(metrics, indent=1, ensure_ascii=False), "utf-8")
 
-    lines = [f"# Training report: {Path(cfg.output.dir).name}", "",
+    alarm = f"**Warning: this model is not worth using: {'; '.join(warnings)}.**" if warnings else ""
+    lines = [f"# Training report: {Path(cfg.output.dir).name}", "", *([alarm, ""] if alarm else []),
              f"Base model: `{cfg.model.name_or_path or 'from scratch (PhoBERT-shaped)'}`, "
              f"mode `{cfg.model.mode}`, segmenter `{cfg.text.segmenter}`.", "",
              "Thresholds (tuned on dev): " + ", ".join(
@@ -52,9 +54,9 @@ def write_run_outputs(cfg: Config, result: TrainResult, seed_rows: list[dict] | 
     paths["report"] = out / "report.md"
     paths["report"].write_text("\n".join(lines) + "\n", "utf-8")
     paths["card"] = out / "README.md"
-    extra = ""
+    extra = alarm + "\n\n" if alarm else ""
     if baseline:
-        extra = "Baselines on the same splits (macro-F1): " + "; ".join(
+        extra += "Baselines on the same splits (macro-F1): " + "; ".join(
             f"{baseline_label(key)} {r['macro_f1']:.3f}" for key, r in baseline.items()) + "."
     paths["card"].write_text(render_card(meta, results, Path(cfg.output.dir).name,
                                          extra_metrics=extra), "utf-8")

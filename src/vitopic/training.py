@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,22 +18,19 @@ from transformers import (
     TrainingArguments,
 )
 
+from vitopic.base_model import BaseModel, fetch_base_model
 from vitopic.bpe import learn_phobert_tokenizer
 from vitopic.checkpoint import METADATA_FILE, Metadata
 from vitopic.config import Config, save_config
 from vitopic.data import Example, multi_hot, read_jsonl
+from vitopic.evaluation import evaluate_examples
 from vitopic.metrics import multilabel_metrics, tune_thresholds
-from vitopic.modeling import (
-    build_model,
-    decide,
-    label_scores,
-    load_pretrained_tokenizer,
-    scores_from_logits,
-)
+from vitopic.modeling import build_model, decide, label_scores, scores_from_logits
+from vitopic.predict import TopicClassifier, TorchRunner
 from vitopic.text import prepare
 
-logger = logging.getLogger(__name__)
 TRAINER_DIR = "checkpoints"
+BEST_METRIC = "macro_f1_tuned"  # dev macro-F1 at thresholds tuned on that evaluation
 
 
 @dataclass
@@ -95,6 +91,8 @@ def encode(cfg: Config, tokenizer: PreTrainedTokenizerBase, texts: list[str],
 
 
 def _compute_metrics(cfg: Config):
+    """Trainer's per-evaluation metrics on dev: macro-F1 at a fixed 0.5 threshold and at thresholds
+    tuned on this evaluation (what the final model will use); the latter selects the best model."""
     labels, mode = cfg.data.labels, cfg.model.mode
 
     def compute(eval_pred) -> dict[str, float]:
@@ -102,9 +100,13 @@ def _compute_metrics(cfg: Config):
         refs = np.asarray(eval_pred.label_ids)
         if mode == "single_label":
             refs = np.eye(len(labels) + 1, dtype=bool)[refs.astype(int)][:, 1:]
-        result = multilabel_metrics(decide(scores, mode, np.full(len(labels), 0.5)), refs, labels)
-        flat = {k: result[k] for k in ("macro_f1", "micro_f1", "exact_match")}
-        flat.update({f"{lab}_f1": v["f1"] for lab, v in result["per_label"].items()})
+        fixed = multilabel_metrics(decide(scores, mode, np.full(len(labels), 0.5)), refs, labels)
+        cuts = (tune_thresholds(label_scores(scores, mode), refs) if mode == "multi_label"
+                else np.full(len(labels), 0.5))
+        tuned = multilabel_metrics(decide(scores, mode, cuts), refs, labels)
+        flat = {"macro_f1_at_0.5": fixed["macro_f1"], BEST_METRIC: tuned["macro_f1"],
+                "micro_f1_tuned": tuned["micro_f1"]}
+        flat.update({f"{lab}_f1_tuned": v["f1"] for lab, v in tuned["per_label"].items()})
         return flat
 
     return compute
@@ -133,7 +135,7 @@ def training_arguments(cfg: Config) -> TrainingArguments:
         logging_steps=t.logging_steps,
         save_total_limit=t.save_total_limit,
         load_best_model_at_end=True,
-        metric_for_best_model="macro_f1",
+        metric_for_best_model=BEST_METRIC,
         greater_is_better=True,
         report_to="none",
         dataloader_num_workers=0,
@@ -142,11 +144,11 @@ def training_arguments(cfg: Config) -> TrainingArguments:
     )
 
 
-def make_tokenizer(cfg: Config, train_texts: list[str], scratch: Path) -> PreTrainedTokenizerBase:
-    """PhoBERT's own tokenizer for a pretrained model; one learned from the train split otherwise."""
-    if cfg.model.name_or_path:
-        return load_pretrained_tokenizer(cfg.model.name_or_path, cfg.model.revision,
-                                         cfg.text.max_length)
+def make_tokenizer(cfg: Config, train_texts: list[str], scratch: Path,
+                   base: BaseModel | None) -> PreTrainedTokenizerBase:
+    """PhoBERT's own tokenizer for a pretrained base; one learned from the train split otherwise."""
+    if base is not None:
+        return base.tokenizer(cfg.text.max_length)
     return learn_phobert_tokenizer(train_texts, scratch, cfg.model.bpe_merges, cfg.text.max_length)
 
 
@@ -159,6 +161,7 @@ class TrainResult:
     log_history: list[dict]
     dev_scores: np.ndarray
     dev_targets: np.ndarray
+    dev_rows: list[dict]  # per-sentence predictions, as `vitopic evaluate` writes them
 
 
 def train(cfg: Config, resume: bool = False, splits: Splits | None = None) -> TrainResult:
@@ -169,22 +172,19 @@ def train(cfg: Config, resume: bool = False, splits: Splits | None = None) -> Tr
     """
     state = PartialState()
     out = Path(cfg.output.dir)
-    labels = cfg.data.labels
+    labels, mode = cfg.data.labels, cfg.model.mode
     splits = splits or Splits.load(cfg)
-    if state.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / METADATA_FILE).unlink(missing_ok=True)
-        save_config(cfg, out / "config.yaml")
-
+    base = fetch_base_model(cfg.model.name_or_path, cfg.model.revision) \
+        if cfg.model.name_or_path else None
     texts = {name: prepare([ex.text for ex in getattr(splits, name)], cfg.text.segmenter)
-             for name in ("train", "dev", "test") if getattr(splits, name) is not None}
+             for name in ("train", "dev")}
     targets = {name: multi_hot(getattr(splits, name), labels) for name in texts}
     with tempfile.TemporaryDirectory() as scratch:
-        tokenizer = make_tokenizer(cfg, texts["train"], Path(scratch))
-        model = build_model(cfg, tokenizer)
+        tokenizer = make_tokenizer(cfg, texts["train"], Path(scratch), base)
+        model = build_model(cfg, tokenizer, base)
         model.config.tokenizer_class = "PhobertTokenizer"
         data = {name: encode(cfg, tokenizer, texts[name], targets[name]) for name in texts}
-        use_pos_weight = cfg.training.pos_weight and cfg.model.mode == "multi_label"
+        use_pos_weight = cfg.training.pos_weight and mode == "multi_label"
         callbacks = []
         if cfg.training.early_stopping_patience:
             callbacks.append(EarlyStoppingCallback(cfg.training.early_stopping_patience))
@@ -200,30 +200,34 @@ def train(cfg: Config, resume: bool = False, splits: Splits | None = None) -> Tr
             pos_weight=pos_weight_from(targets["train"]) if use_pos_weight else None,
         )
         checkpoint = _last_checkpoint(out) if resume else None
-        if checkpoint and state.is_main_process:
-            print(f"resuming from {checkpoint}")
+        if state.is_main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / METADATA_FILE).unlink(missing_ok=True)
+            save_config(cfg, out / "config.yaml")
+            if checkpoint:
+                print(f"resuming from {checkpoint}")
         trainer.train(resume_from_checkpoint=checkpoint)
 
-        mode = cfg.model.mode
-        scores = {name: scores_from_logits(trainer.predict(data[name]).predictions, mode)
-                  for name in texts if name != "train"}
-        thresholds = (tune_thresholds(label_scores(scores["dev"], mode), targets["dev"])
-                      if mode == "multi_label" else np.full(len(labels), 0.5))
-        results = {name: multilabel_metrics(decide(s, mode, thresholds), targets[name], labels)
-                   for name, s in scores.items()}
-
+        metadata = Metadata(
+            labels=list(labels), mode=mode, segmenter=cfg.text.segmenter,
+            max_length=cfg.text.max_length,
+            thresholds=[0.5] * len(labels) if mode == "multi_label" else [],
+            base_model=cfg.model.name_or_path, base_revision=cfg.model.revision,
+        )
+        clf = TopicClassifier(TorchRunner(trainer.model, trainer.model.device, "torch"), tokenizer,
+                              metadata)
+        if mode == "multi_label":  # tuned on the scores `vitopic evaluate` will see
+            dev_scores = evaluate_examples(clf, splits.dev)[1]
+            metadata.thresholds = [float(t) for t in tune_thresholds(dev_scores, targets["dev"])]
+        dev, dev_scores, _, dev_rows = evaluate_examples(clf, splits.dev)
+        test = evaluate_examples(clf, splits.test)[0] if splits.test else None
         trainer.save_model(str(out))  # weights + tokenizer files; main process only
     if state.is_main_process:
         (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; the config.yaml says it all
-        Metadata(
-            labels=list(labels), mode=cfg.model.mode, segmenter=cfg.text.segmenter,
-            max_length=cfg.text.max_length,
-            thresholds=[float(t) for t in thresholds] if cfg.model.mode == "multi_label" else [],
-            base_model=cfg.model.name_or_path,
-        ).save(out)
+        metadata.save(out)
     state.wait_for_everyone()
-    return TrainResult(out, [float(t) for t in thresholds], results["dev"], results.get("test"),
-                       trainer.state.log_history, label_scores(scores["dev"], mode), targets["dev"])
+    return TrainResult(out, list(metadata.thresholds), dev, test, trainer.state.log_history,
+                       dev_scores, targets["dev"], dev_rows)
 
 
 def _last_checkpoint(out: Path) -> str:

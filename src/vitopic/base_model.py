@@ -1,0 +1,136 @@
+"""The pretrained model a run fine-tunes (a `vinai/phobert-*` repo or a local dir), fetched safely.
+
+Policy: only the files a fine-tune needs are fetched (`config.json`, the weights, `vocab.txt`,
+`bpe.codes`); the repo's `tokenization_*.py`, `tokenizer.json`, TF and Flax weights never are, and
+nothing runs remote code. Weights are `model.safetensors` where the revision has them; otherwise
+`pytorch_model.bin` (all the Hub's `vinai/phobert-*` repos hold on `main`), read through torch's
+weights-only unpickler, which admits tensors and plain containers only and refuses any pickle that
+would run code. This applies to base models alone: vitopic's own checkpoints load as safetensors only.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from huggingface_hub import constants, hf_hub_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HFValidationError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from transformers import AutoModelForSequenceClassification, PhobertTokenizer, PreTrainedModel
+
+from vitopic.errors import VitopicError
+
+TOKENIZER_FILES = ("vocab.txt", "bpe.codes")
+WEIGHTS = {
+    "safetensors": ("model.safetensors", "model.safetensors.index.json"),
+    "pickle": ("pytorch_model.bin", "pytorch_model.bin.index.json"),
+}
+
+
+class BaseModelError(VitopicError, OSError):
+    """The base model cannot be fetched or loaded safely; the message says what to do next."""
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """A base model's files in one local directory, and which weights format they hold."""
+
+    name: str
+    revision: str | None
+    directory: Path
+    weights: Literal["safetensors", "pickle"]
+
+    def tokenizer(self, max_length: int) -> PhobertTokenizer:
+        """PhoBERT's tokenizer, built from `vocab.txt` + `bpe.codes` alone, limited to `max_length`.
+
+        Hub PhoBERT repos ship no tokenizer_config.json (so `model_max_length` would be 1e30).
+        """
+        return PhobertTokenizer(vocab_file=str(self.directory / "vocab.txt"),
+                                merges_file=str(self.directory / "bpe.codes"),
+                                model_max_length=max_length)
+
+    def classifier(self, **head) -> PreTrainedModel:
+        """The encoder with a fresh classification head (`head`: num_labels, id2label, ...)."""
+        try:
+            return AutoModelForSequenceClassification.from_pretrained(
+                self.directory, use_safetensors=self.weights == "safetensors", weights_only=True,
+                trust_remote_code=False, ignore_mismatched_sizes=True, **head,
+            )
+        except pickle.UnpicklingError as err:
+            raise BaseModelError(
+                f"{self._where()}: pytorch_model.bin holds objects beyond tensors (a pickle that "
+                "would run code when loaded); refused, nothing in it was executed. Use a revision "
+                "with model.safetensors (model.revision=...) or a trusted conversion."
+            ) from err
+
+    def _where(self) -> str:
+        return f"{self.name}@{self.revision}" if self.revision else self.name
+
+
+def fetch_base_model(name_or_path: str, revision: str | None = None) -> BaseModel:
+    """Resolve a local dir or Hub id to a `BaseModel`; a `BaseModelError` names any problem."""
+    local = Path(name_or_path)
+    if local.is_dir():
+        def get(name: str, optional: bool = False) -> Path | None:
+            if (local / name).is_file():
+                return local / name
+            if optional:
+                return None
+            raise BaseModelError(f"{local}: {name} not found{_needs(name)}")
+    else:
+        def get(name: str, optional: bool = False) -> Path | None:
+            return _download(name_or_path, revision, name, optional)
+    for name in ("config.json", *TOKENIZER_FILES):
+        directory = get(name).parent
+    for fmt, (single, index) in WEIGHTS.items():
+        if get(single, optional=True):
+            return BaseModel(str(name_or_path), revision, directory, fmt)
+        if index_path := get(index, optional=True):
+            for shard in sorted(set(json.loads(index_path.read_text("utf-8"))["weight_map"].values())):
+                get(shard)
+            return BaseModel(str(name_or_path), revision, directory, fmt)
+    where = f"{name_or_path}@{revision}" if revision else name_or_path
+    raise BaseModelError(f"{where}: no model.safetensors or pytorch_model.bin at this revision; set "
+                         "model.revision to one that holds the weights")
+
+
+def _needs(name: str) -> str:
+    return " (PhoBERT's tokenizer needs vocab.txt and bpe.codes)" if name in TOKENIZER_FILES else ""
+
+
+def _download(repo: str, revision: str | None, filename: str, optional: bool = False) -> Path | None:
+    """One file of a Hub repo through huggingface_hub's cache; None for a missing optional file."""
+    where = f"{repo}@{revision}" if revision else repo
+    try:
+        return Path(hf_hub_download(repo, filename, revision=revision))
+    except GatedRepoError as err:
+        raise BaseModelError(f"{where}: gated repository; accept its terms on the Hub and log in "
+                             "with `hf auth login`") from err
+    except RepositoryNotFoundError as err:
+        raise BaseModelError(f"{where}: no such model repository on the Hub (or it is private: log "
+                             "in with `hf auth login`); check model.name_or_path") from err
+    except RevisionNotFoundError as err:
+        raise BaseModelError(f"{where}: revision not found; use a branch, tag, commit hash or "
+                             "refs/pr/N in model.revision") from err
+    except HFValidationError as err:
+        raise BaseModelError(f"{repo}: not a local directory and not a valid Hub id "
+                             "(org/name)") from err
+    except EntryNotFoundError as err:
+        if optional:
+            return None
+        offline = (" in the local cache (HF_HUB_OFFLINE is set: download it once with Hub access, "
+                   "or unset HF_HUB_OFFLINE)" if constants.HF_HUB_OFFLINE else "")
+        raise BaseModelError(f"{where}: {filename} not found at this revision{_needs(filename)}"
+                             f"{offline}") from err
+    except OSError as err:  # network failures, offline mode with nothing cached
+        raise BaseModelError(f"{where}: could not fetch {filename} from the Hub ({type(err).__name__}); "
+                             "check the connection, or set HF_HUB_OFFLINE=1 to use the local "
+                             "cache") from err

@@ -1,0 +1,51 @@
+"""The guard against useless models: flagged loudly after training, and kept off the Hub."""
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT, TINY, tiny_overrides
+
+from vitopic.evaluation import quality_warnings
+
+DEV = {"macro_f1": 0.5}
+
+
+def test_quality_warnings_cover_both_failure_modes():
+    rows = [{"predicted": []}] * 9 + [{"predicted": ["gaza"]}]
+    assert quality_warnings(DEV, rows, {"macro_f1": 0.4}) == [
+        "90% of dev sentences get the same labels (none)"]
+    mixed = [{"predicted": []}] * 8 + [{"predicted": ["gaza"]}] * 2
+    assert quality_warnings(DEV, mixed, {"macro_f1": 0.4}) == []
+    assert quality_warnings(DEV, mixed, {"macro_f1": 0.7}) == [
+        "dev macro-F1 0.500 is below the TF-IDF + LR baseline's 0.700"]
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "vitopic.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_an_undertrained_model_is_flagged_and_not_pushed(tmp_path):
+    out = tmp_path / "undertrained"
+    run = _cli("train", "--config", str(TINY),
+               *tiny_overrides(out, "training.max_steps=3", "training.eval_steps=3"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1].startswith("WARNING: this model is not worth using")
+    warnings = json.loads((out / "metrics.json").read_text())["quality_warnings"]
+    assert warnings and all(w in run.stdout for w in warnings)
+    for name in ("report.md", "README.md"):
+        assert "not worth using" in (out / name).read_text()
+
+    refused = _cli("push-to-hub", "--model", str(out), "--repo", "org/name", "--dry-run")
+    assert refused.returncode == 2 and "--force" in refused.stderr
+    forced = _cli("push-to-hub", "--model", str(out), "--repo", "org/name", "--dry-run", "--force")
+    assert forced.returncode == 0, forced.stderr
+
+
+def test_a_good_model_is_not_flagged(trained_dir):
+    metrics = json.loads((trained_dir / "metrics.json").read_text())
+    assert metrics["quality_warnings"] == []
+    assert "not worth using" not in (trained_dir / "README.md").read_text()
+    pushed = _cli("push-to-hub", "--model", str(trained_dir), "--repo", "org/name", "--dry-run")
+    assert pushed.returncode == 0, pushed.stderr
