@@ -92,3 +92,17 @@ def test_invalid_yaml_and_override(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match=r"key\.sub=value"):
         load_config(ROOT / "configs" / "tiny.yaml", ["training.epochs"])
+
+
+def test_exponent_overrides_are_numbers():
+    cfg = load_config(ROOT / "configs" / "tiny.yaml", ["training.learning_rate=2e-3"])
+    assert cfg.training.learning_rate == 0.002
+
+
+def test_phobert_config_headers_say_license_segmenter_and_cost():
+    for name, license_id in (("phobert-base", "MIT"), ("phobert-base-v2", "AGPL-3.0"),
+                             ("phobert-large", "MIT")):
+        header = (ROOT / "configs" / f"{name}.yaml").read_text().split("\nmodel:")[0]
+        for needed in (f"vitopic train --config configs/{name}.yaml", f"License of the base model: "
+                       f"{license_id}", "RDRSegmenter", "min per epoch", "peak RSS"):
+            assert needed in header, (name, needed)

@@ -97,3 +97,18 @@ def test_near_duplicates_are_found_and_distinct_sentences_are_not():
     c = Example("c", "Đội tuyển Việt Nam thắng Thái Lan ở chung kết ASEAN Cup 2024.", (), 3)
     pairs = near_duplicate_pairs([("x", a), ("y", b), ("z", c)])
     assert [(p[0][1].id, p[1][1].id) for p in pairs] == [("a", "b")]
+
+
+def test_thresholds_prefer_0_5_unless_clearly_better():
+    import numpy as np
+
+    from vitopic.metrics import tune_thresholds
+
+    truth = np.array([[1]] * 10 + [[0]] * 10)
+    # One positive scored 0.06: the exact F1 maximum sits at 0.05, within one error of 0.5's.
+    flat = np.array([[0.99]] * 9 + [[0.06]] + [[0.01]] * 10)
+    assert tune_thresholds(flat, truth).tolist() == [0.5]
+    # Four positives at 0.3: a threshold below 0.3 is clearly better and is chosen.
+    clear = np.array([[0.99]] * 6 + [[0.3]] * 4 + [[0.01]] * 10)
+    assert tune_thresholds(clear, truth)[0] <= 0.3
+    assert tune_thresholds(clear, np.zeros((20, 1))).tolist() == [0.5]

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import yaml
 from conftest import ROOT
 from transformers import pipeline
@@ -70,7 +71,7 @@ def test_run_outputs(trained_dir):
         assert (trained_dir / name).is_file(), name
     assert (trained_dir / "plots" / "pr-dev.png").read_bytes()[:4] == b"\x89PNG"
     resolved = yaml.safe_load((trained_dir / "config.yaml").read_text())
-    assert resolved["training"]["epochs"] == 10.0
+    assert resolved["training"]["epochs"] == 4.0
 
 
 def test_model_card(trained_dir):
@@ -85,6 +86,7 @@ def test_model_card(trained_dir):
         assert phrase in card, phrase
 
 
+@pytest.mark.slow
 def test_cli_predict_smoke(trained_dir, tmp_path):
     cmd = [sys.executable, "-m", "vitopic.cli", "predict", "--model", str(trained_dir)]
     run = subprocess.run([*cmd, "Israel tiếp tục không kích Rafah ở Dải Gaza.", "Trời mưa."],

@@ -93,6 +93,7 @@ def test_phobert_config_fine_tunes_from_the_hub_repo_as_it_is(hub, tmp_path, con
     assert header["license"] == ("agpl-3.0" if config == "phobert-base-v2" else "mit")
 
 
+@pytest.mark.slow
 def test_run_metrics_equal_vitopic_evaluate(hub, tmp_path):
     out = tmp_path / "run"
     assert _train(hub, "phobert-base", out).returncode == 0

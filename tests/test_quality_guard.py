@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT, TINY, tiny_overrides
 
 from vitopic.evaluation import quality_warnings
@@ -26,6 +27,7 @@ def _cli(*args):
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_an_undertrained_model_is_flagged_and_not_pushed(tmp_path):
     out = tmp_path / "undertrained"
     run = _cli("train", "--config", str(TINY),
@@ -43,9 +45,26 @@ def test_an_undertrained_model_is_flagged_and_not_pushed(tmp_path):
     assert forced.returncode == 0, forced.stderr
 
 
-def test_a_good_model_is_not_flagged(trained_dir):
-    metrics = json.loads((trained_dir / "metrics.json").read_text())
-    assert metrics["quality_warnings"] == []
-    assert "not worth using" not in (trained_dir / "README.md").read_text()
-    pushed = _cli("push-to-hub", "--model", str(trained_dir), "--repo", "org/name", "--dry-run")
+@pytest.mark.slow
+def test_a_model_that_beats_the_baseline_is_not_flagged(tmp_path, monkeypatch, capsys):
+    """The other side, through the real recipe: against a baseline it beats, a trained model
+    gets no warning anywhere."""
+    import vitopic.recipes as recipes
+    from vitopic.config import load_config
+
+    real = recipes.run_baseline
+
+    def weak_baseline(cfg, *args, **kwargs):
+        results = real(cfg, *args, **kwargs)
+        results["dev"] = {**results["dev"], "macro_f1": 0.0}
+        return results
+
+    monkeypatch.setattr(recipes, "run_baseline", weak_baseline)
+    out = tmp_path / "good"
+    recipes.train_recipe(load_config(TINY, tiny_overrides(out)))
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"model saved to {out}"
+    assert json.loads((out / "metrics.json").read_text())["quality_warnings"] == []
+    for name in ("report.md", "README.md"):
+        assert "not worth using" not in (out / name).read_text()
+    pushed = _cli("push-to-hub", "--model", str(out), "--repo", "org/name", "--dry-run")
     assert pushed.returncode == 0, pushed.stderr

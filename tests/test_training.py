@@ -24,6 +24,7 @@ def quick(out, *extra):
     return load_config(TINY, tiny_overrides(out, *QUICK, *extra))
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_metrics(tmp_path):
     first = train(quick(tmp_path / "a"))
     second = train(quick(tmp_path / "b"))
@@ -32,6 +33,7 @@ def test_same_seed_gives_the_same_metrics(tmp_path):
     np.testing.assert_array_equal(first.dev_scores, second.dev_scores)
 
 
+@pytest.mark.slow
 def test_single_label_mode(tmp_path):
     result = train(quick(tmp_path / "s", "model.mode=single_label"))
     config = json.loads((result.output_dir / "config.json").read_text())
@@ -44,6 +46,7 @@ def test_single_label_mode(tmp_path):
         assert sum(p.scores.values()) <= 1.0 + 1e-6
 
 
+@pytest.mark.slow
 def test_pos_weight_is_negatives_over_positives(tmp_path):
     targets = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [0, 0, 0]], dtype=np.float32)
     assert pos_weight_from(targets).tolist() == [1.0, 3.0, 1.0]
@@ -51,12 +54,14 @@ def test_pos_weight_is_negatives_over_positives(tmp_path):
     assert (result.output_dir / "vitopic.json").is_file()
 
 
+@pytest.mark.slow
 def test_bf16_autocast_option_trains(tmp_path):
     result = train(quick(tmp_path / "bf", "training.bf16=true", "training.max_steps=20"))
     assert result.dev["macro_f1"] >= 0.0
     assert TopicClassifier.from_pretrained(result.output_dir).predict("Gaza").scores
 
 
+@pytest.mark.slow
 def test_only_the_main_process_writes(tmp_path, monkeypatch):
     monkeypatch.setattr(PartialState, "is_main_process", property(lambda self: False))
     monkeypatch.setattr(TrainingArguments, "should_save", property(lambda self: False))
@@ -67,6 +72,7 @@ def test_only_the_main_process_writes(tmp_path, monkeypatch):
     assert [p.name for p in written if not p.name.startswith("rng_state")] == []
 
 
+@pytest.mark.slow
 def test_kill_then_resume_finishes_the_planned_steps(tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "vitopic.cli", "train", "--config", str(TINY),
@@ -95,6 +101,7 @@ def test_kill_then_resume_finishes_the_planned_steps(tmp_path):
     assert TopicClassifier.from_pretrained(out).predict("NATO họp ở Brussels.").scores
 
 
+@pytest.mark.slow
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
     out = tmp_path / "fresh"
     run = subprocess.run([sys.executable, "-m", "vitopic.cli", "train", "--config", str(TINY),
@@ -104,6 +111,7 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
     assert "no checkpoint to resume from" in run.stderr
 
 
+@pytest.mark.slow
 def test_data_errors_stop_training_before_any_model_loads(tmp_path):
     bad = tmp_path / "data"
     bad.mkdir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from vitopic.errors import VitopicError
 DEFAULT_LABELS = ("ukraine_aid", "gaza", "nato")
 SEGMENTERS = ("rdrsegmenter", "underthesea", "pyvi", "none")
 PHOBERT_MAX_LENGTH = 256
+_FLOAT_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 class ConfigError(VitopicError, ValueError):
@@ -205,7 +207,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError("<command line>", text, "override must look like key.sub=value")
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+    value = yaml.safe_load(raw) if raw.strip() else None
+    if isinstance(value, str) and _FLOAT_RE.fullmatch(value):
+        value = float(value)  # YAML 1.1 reads 2e-3 (no dot) as a string
+    return key.strip().split("."), value
 
 
 def load_config(
