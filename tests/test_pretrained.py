@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from hub_replica import (
     phobert_files,
     place_snapshot,
 )
+from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 from transformers import AutoTokenizer, PhobertTokenizer
 
 from vitopic.base_model import BaseModelError, fetch_base_model
@@ -178,3 +180,20 @@ def test_an_unparseable_tokenizer_json_is_never_read(hub, tmp_path):
     (local / "tokenizer.json").write_text("{not json")
     base = PhobertTokenizer(str(hub / "vocab" / "vocab.txt"), str(hub / "vocab" / "bpe.codes"))
     assert fetch_base_model(str(local)).tokenizer(256)(SAMPLE)["input_ids"] == base(SAMPLE)["input_ids"]
+
+
+@pytest.mark.parametrize(("error", "says"), [
+    (RepositoryNotFoundError, "no such model repository"),
+    (GatedRepoError, "gated repository"),
+    (RevisionNotFoundError, "revision not found"),
+    (ConnectionError, "could not fetch config.json"),
+])
+def test_the_hubs_answers_become_one_line_errors(monkeypatch, error, says):
+    """What the Hub answers online (simulated here: no network), each mapped to a next step."""
+    def refuse(*args, **kwargs):
+        if issubclass(error, ConnectionError):
+            raise error("network unreachable")
+        raise error("refused", response=SimpleNamespace(headers={}, status_code=404, request=None))
+
+    monkeypatch.setattr("vitopic.base_model.hf_hub_download", refuse)
+    assert says in _one_line_error("vinai/phobert-base", revision="main")

@@ -106,23 +106,21 @@ def _needs(name: str) -> str:
     return " (PhoBERT's tokenizer needs vocab.txt and bpe.codes)" if name in TOKENIZER_FILES else ""
 
 
+# What to tell the user for each Hub error (GatedRepoError before its base class).
+_HUB_ERRORS = (
+    (GatedRepoError, "gated repository; accept its terms on the Hub and log in with `hf auth login`"),
+    (RepositoryNotFoundError, "no such model repository on the Hub (or it is private: log in with "
+                              "`hf auth login`); check model.name_or_path"),
+    (RevisionNotFoundError, "revision not found; use a branch, tag, commit hash or refs/pr/N in "
+                            "model.revision"),
+)
+
+
 def _download(repo: str, revision: str | None, filename: str, optional: bool = False) -> Path | None:
     """One file of a Hub repo through huggingface_hub's cache; None for a missing optional file."""
     where = f"{repo}@{revision}" if revision else repo
     try:
         return Path(hf_hub_download(repo, filename, revision=revision))
-    except GatedRepoError as err:
-        raise BaseModelError(f"{where}: gated repository; accept its terms on the Hub and log in "
-                             "with `hf auth login`") from err
-    except RepositoryNotFoundError as err:
-        raise BaseModelError(f"{where}: no such model repository on the Hub (or it is private: log "
-                             "in with `hf auth login`); check model.name_or_path") from err
-    except RevisionNotFoundError as err:
-        raise BaseModelError(f"{where}: revision not found; use a branch, tag, commit hash or "
-                             "refs/pr/N in model.revision") from err
-    except HFValidationError as err:
-        raise BaseModelError(f"{repo}: not a local directory and not a valid Hub id "
-                             "(org/name)") from err
     except EntryNotFoundError as err:
         if optional:
             return None
@@ -130,7 +128,11 @@ def _download(repo: str, revision: str | None, filename: str, optional: bool = F
                    "or unset HF_HUB_OFFLINE)" if constants.HF_HUB_OFFLINE else "")
         raise BaseModelError(f"{where}: {filename} not found at this revision{_needs(filename)}"
                              f"{offline}") from err
-    except OSError as err:  # network failures, offline mode with nothing cached
-        raise BaseModelError(f"{where}: could not fetch {filename} from the Hub ({type(err).__name__}); "
-                             "check the connection, or set HF_HUB_OFFLINE=1 to use the local "
-                             "cache") from err
+    except HFValidationError as err:
+        raise BaseModelError(f"{repo}: not a local directory and not a valid Hub id "
+                             "(org/name)") from err
+    except OSError as err:  # the Hub's answers, network failures, offline mode with nothing cached
+        message = next((text for cls, text in _HUB_ERRORS if isinstance(err, cls)),
+                       f"could not fetch {filename} from the Hub ({type(err).__name__}); check the "
+                       "connection, or set HF_HUB_OFFLINE=1 to use the local cache")
+        raise BaseModelError(f"{where}: {message}") from err
