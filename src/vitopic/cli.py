@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,7 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from vitopic.recipes import train_recipe
 
     cfg = load_config(args.config, args.overrides)
-    train_recipe(cfg, resume=args.resume)
+    train_recipe(cfg, resume=args.resume, overwrite=args.overwrite)
     return 0
 
 
@@ -66,15 +67,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.output:
         path = Path(args.output)
         fmt = args.format or ("csv" if path.suffix == ".csv" else "jsonl")
-        with open(path, "w", encoding="utf-8", newline="") as f:
-            if fmt == "csv":
-                writer = csv.writer(f)
-                writer.writerow(["text", "labels", *clf.labels])
-                for r in rows:
-                    writer.writerow([r["text"], ";".join(r["labels"]),
-                                     *(r["scores"][lab] for lab in clf.labels)])
-            else:
-                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        tmp = path.with_name(f".{path.name}.tmp")  # renamed into place only when complete
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                if fmt == "csv":
+                    writer = csv.writer(f)
+                    writer.writerow(["text", "labels", *clf.labels])
+                    for r in rows:
+                        writer.writerow([r["text"], ";".join(r["labels"]),
+                                         *(r["scores"][lab] for lab in clf.labels)])
+                else:
+                    f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         print(f"wrote {len(rows)} predictions to {path}", file=sys.stderr)
     else:
         for r in rows:
@@ -130,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="fine-tune from a YAML config")
     p.add_argument("--config", required=True)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a previous run of another config in output.dir")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides")
     p.set_defaults(func=cmd_train)
 

@@ -32,14 +32,14 @@ def run_baseline(cfg: Config, extra: list[str] | tuple[str, ...] = (),
     return results
 
 
-def train_recipe(cfg: Config, resume: bool = False) -> Path:
+def train_recipe(cfg: Config, resume: bool = False, overwrite: bool = False) -> Path:
     """Train, save, reload the saved checkpoint to label the seed sentences, write the report.
 
     A model that loses to TF-IDF + LR on dev, or gives nearly all of dev one label set, is saved
     but flagged: the last line printed, report.md, the model card and metrics.json say so.
     """
     splits = Splits.load(cfg)
-    result = train(cfg, resume=resume, splits=splits)
+    result = train(cfg, resume=resume, splits=splits, overwrite=overwrite)
     if PartialState().is_main_process:
         seed_rows = None
         if splits.seed:

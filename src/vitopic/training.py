@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,16 +22,24 @@ from transformers import (
 
 from vitopic.base_model import BaseModel, fetch_base_model
 from vitopic.bpe import learn_phobert_tokenizer
-from vitopic.checkpoint import METADATA_FILE, Metadata
+from vitopic.checkpoint import Metadata
 from vitopic.config import Config, save_config
 from vitopic.data import Example, multi_hot, read_jsonl
 from vitopic.evaluation import evaluate_examples
 from vitopic.metrics import multilabel_metrics, tune_thresholds
 from vitopic.modeling import build_model, decide, label_scores, scores_from_logits
 from vitopic.predict import TopicClassifier, TorchRunner
+from vitopic.run_dir import (
+    CONFIG_FILE,
+    STAGING,
+    TRAINER_DIR,
+    check_output_dir,
+    clear_previous_run,
+    locked,
+    publish,
+)
 from vitopic.text import prepare
 
-TRAINER_DIR = "checkpoints"
 BEST_METRIC = "macro_f1_tuned"  # dev macro-F1 at thresholds tuned on that evaluation
 
 
@@ -164,16 +174,25 @@ class TrainResult:
     dev_rows: list[dict]  # per-sentence predictions, as `vitopic evaluate` writes them
 
 
-def train(cfg: Config, resume: bool = False, splits: Splits | None = None) -> TrainResult:
+def train(cfg: Config, resume: bool = False, splits: Splits | None = None,
+          overwrite: bool = False) -> TrainResult:
     """Fine-tune per `cfg`, tune thresholds on dev, and save a checkpoint into `output.dir`.
 
-    Every process computes; only the main process writes. `vitopic.json` is written last, so an
-    interrupted run never looks like a finished model.
+    Every process computes; only the main process writes, holding the directory's lock. The
+    finished model replaces the previous one only at the end (`vitopic.json` last): a run that
+    fails at any point leaves the previous model as it was (see `vitopic.run_dir`).
     """
     state = PartialState()
     out = Path(cfg.output.dir)
+    check_output_dir(out, cfg.to_dict(), resume, overwrite)
+    checkpoint = _last_checkpoint(out) if resume else None
+    with locked(out) if state.is_main_process else nullcontext():
+        return _train(cfg, state, out, checkpoint, splits or Splits.load(cfg))
+
+
+def _train(cfg: Config, state: PartialState, out: Path, checkpoint: str | None,
+           splits: Splits) -> TrainResult:
     labels, mode = cfg.data.labels, cfg.model.mode
-    splits = splits or Splits.load(cfg)
     base = fetch_base_model(cfg.model.name_or_path, cfg.model.revision) \
         if cfg.model.name_or_path else None
     texts = {name: prepare([ex.text for ex in getattr(splits, name)], cfg.text.segmenter)
@@ -199,13 +218,13 @@ def train(cfg: Config, resume: bool = False, splits: Splits | None = None) -> Tr
             callbacks=callbacks,
             pos_weight=pos_weight_from(targets["train"]) if use_pos_weight else None,
         )
-        checkpoint = _last_checkpoint(out) if resume else None
         if state.is_main_process:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / METADATA_FILE).unlink(missing_ok=True)
-            save_config(cfg, out / "config.yaml")
             if checkpoint:
                 print(f"resuming from {checkpoint}")
+            else:
+                clear_previous_run(out)
+            (out / TRAINER_DIR).mkdir(exist_ok=True)
+            save_config(cfg, out / TRAINER_DIR / CONFIG_FILE)  # the run in progress, for --resume
         trainer.train(resume_from_checkpoint=checkpoint)
 
         metadata = Metadata(
@@ -221,9 +240,13 @@ def train(cfg: Config, resume: bool = False, splits: Splits | None = None) -> Tr
             metadata.thresholds = [float(t) for t in tune_thresholds(dev_scores, targets["dev"])]
         dev, dev_scores, _, dev_rows = evaluate_examples(clf, splits.dev)
         test = evaluate_examples(clf, splits.test)[0] if splits.test else None
-        trainer.save_model(str(out))  # weights + tokenizer files; main process only
+        if state.is_main_process:
+            shutil.rmtree(out / STAGING, ignore_errors=True)  # left by a run killed while saving
+        trainer.save_model(str(out / STAGING))  # weights + tokenizer files; main process only
     if state.is_main_process:
-        (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; the config.yaml says it all
+        (out / STAGING / "training_args.bin").unlink(missing_ok=True)  # a pickle; config.yaml says all
+        save_config(cfg, out / STAGING / CONFIG_FILE)
+        publish(out, out / STAGING)
         metadata.save(out)
     state.wait_for_everyone()
     return TrainResult(out, list(metadata.thresholds), dev, test, trainer.state.log_history,

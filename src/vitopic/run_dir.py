@@ -1,0 +1,135 @@
+"""A run's output directory: who may write it, one run at a time, and how a finished model lands.
+
+- A new run needs an empty or missing `output.dir`, a previous vitopic run of the same config, or
+  `overwrite` (only over a previous vitopic run: a directory that is not one, such as a project
+  root, is never written into). `resume` needs a previous run of the same config.
+- A lock file stops two runs in one directory.
+- The finished model is written to a staging directory and moved in at the end, `vitopic.json`
+  last: until then the previous model stays complete and loadable, and its stale artefacts (ONNX
+  exports, evaluations, plots, trainer checkpoints) never sit beside new weights.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+from vitopic.checkpoint import METADATA_FILE
+from vitopic.errors import VitopicError
+
+LOCK_FILE = ".vitopic.lock"
+STAGING = ".staging"
+CONFIG_FILE = "config.yaml"
+TRAINER_DIR = "checkpoints"
+# The model's own sections: a resumed or repeated run must match them (training.* may change).
+SAME_RUN_SECTIONS = ("model", "data", "text")
+# What a run leaves beside its checkpoint; all of it is replaced when a new model lands.
+RUN_ARTEFACTS = ("model*.safetensors", "model.safetensors.index.json", "model.onnx",
+                 "model.int8.onnx", "metrics.json", "report.md", "README.md", "plots", "eval-*.json",
+                 "training_args.bin")
+
+
+class RunDirError(VitopicError, ValueError):
+    """`output.dir` cannot be used as asked; the message says what to do."""
+
+
+def _previous_config(out: Path) -> dict | None:
+    """The config of the run in `out`: the one in progress (trainer dir), else the finished one."""
+    in_progress, finished = out / TRAINER_DIR / CONFIG_FILE, out / CONFIG_FILE
+    if in_progress.is_file():
+        path = in_progress
+    elif finished.is_file() and (out / METADATA_FILE).is_file():
+        path = finished
+    else:
+        return None
+    try:
+        return yaml.safe_load(path.read_text("utf-8")) or {}
+    except yaml.YAMLError:
+        return None
+
+
+def check_output_dir(out: Path, config: dict, resume: bool, overwrite: bool) -> None:
+    """Raise RunDirError unless a run with `config` may write into `out` (see the module doc)."""
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"output.dir {out} is a file, not a directory")
+    entries = [p for p in out.iterdir() if p.name != LOCK_FILE] if out.is_dir() else []
+    previous = _previous_config(out) if entries else None
+    same = previous is not None and all(previous.get(k) == config.get(k) for k in SAME_RUN_SECTIONS)
+    if resume:
+        if previous is None:
+            raise RunDirError(f"--resume: no checkpoint to resume from: {out} holds no previous vitopic run")
+        if not same:
+            changed = [k for k in SAME_RUN_SECTIONS if previous.get(k) != config.get(k)]
+            raise RunDirError(f"--resume: the config's {', '.join(changed)} section(s) differ from "
+                              f"the run in {out}; resume with its {out / CONFIG_FILE}")
+        return
+    if not entries or same:
+        return
+    if previous is None:
+        raise RunDirError(f"output.dir {out} is not empty and holds no vitopic run; choose an empty "
+                          "or new directory")
+    if not overwrite:
+        raise RunDirError(f"output.dir {out} holds a vitopic run of another config; pass "
+                          "--overwrite to replace it, or choose another output.dir")
+
+
+@contextmanager
+def locked(out: Path) -> Iterator[None]:
+    """Hold `out/.vitopic.lock` for the duration; a lock whose process is gone is taken over."""
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / LOCK_FILE
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                raise RunDirError(f"output.dir {out} is in use by another run (process {pid}); "
+                                  f"wait for it, or remove {lock} if that process is gone") from None
+            lock.unlink(missing_ok=True)
+    else:
+        raise RunDirError(f"cannot lock output.dir {out}")
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clear_previous_run(out: Path) -> None:
+    """At the start of a fresh run: the old run's trainer checkpoints can never be resumed now."""
+    shutil.rmtree(out / TRAINER_DIR, ignore_errors=True)
+    shutil.rmtree(out / STAGING, ignore_errors=True)
+
+
+def publish(out: Path, staging: Path) -> None:
+    """Replace the previous model in `out` by the one in `staging`: the old `vitopic.json` goes
+    first (so the directory never looks finished with mixed files), then every old artefact, then
+    the new files; the caller writes the new `vitopic.json` last."""
+    (out / METADATA_FILE).unlink(missing_ok=True)
+    for pattern in RUN_ARTEFACTS:
+        for path in out.glob(pattern):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for path in staging.iterdir():
+        os.replace(path, out / path.name)
+    staging.rmdir()
