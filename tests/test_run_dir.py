@@ -46,6 +46,7 @@ def test_a_run_that_fails_leaves_the_previous_model_as_it_was(finished, monkeypa
     assert TopicClassifier.from_pretrained(out).predict("Israel không kích Rafah.").scores == scores
 
 
+@pytest.mark.slow
 def test_another_config_needs_overwrite_which_removes_every_old_artefact(finished):
     out, _ = finished
     for name in ("model.onnx", "model.int8.onnx", "eval-old.json"):
