@@ -11,7 +11,7 @@ import pytest
 import torch
 from accelerate import PartialState
 from conftest import DATA, ROOT, TINY, tiny_overrides
-from transformers import TrainingArguments
+from transformers import Trainer, TrainingArguments
 
 from vitopic import TopicClassifier
 from vitopic.config import load_config
@@ -41,6 +41,8 @@ def test_single_label_mode(tmp_path):
     assert config["id2label"] == {"0": "none", "1": "ukraine_aid", "2": "gaza", "3": "nato"}
     clf = TopicClassifier.from_pretrained(result.output_dir)
     predictions = clf.predict(["Israel không kích Rafah.", "Trời mưa to ở Hà Nội."])
+    with pytest.raises(ValueError, match="threshold applies to multi_label"):
+        clf.predict("Gaza", threshold=0.4)
     for p in predictions:
         assert len(p.labels) <= 1 and set(p.scores) == {"ukraine_aid", "gaza", "nato"}
         assert sum(p.scores.values()) <= 1.0 + 1e-6
@@ -128,3 +130,17 @@ def test_data_errors_stop_training_before_any_model_loads(tmp_path):
 
 def test_torch_threads_untouched():
     assert torch.get_num_threads() >= 1
+
+
+def test_a_diverging_run_stops_with_a_clear_error_and_saves_nothing(tmp_path, monkeypatch):
+    from vitopic.training import TopicTrainer, TrainingDivergedError
+
+    def nan_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        result = Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+        return (result[0] * float("nan"), result[1]) if return_outputs else result * float("nan")
+
+    monkeypatch.setattr(TopicTrainer, "compute_loss", nan_loss)
+    out = tmp_path / "nan"
+    with pytest.raises(TrainingDivergedError, match="training loss became nan at step 20"):
+        train(quick(out, "training.logging_steps=20"))
+    assert not (out / "vitopic.json").exists() and not (out / "model.safetensors").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -133,7 +134,9 @@ def _check_type(value: Any, hint: Any, source: str, key: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(source, key, f"must be a list, got {type(value).__name__}")
         return [_check_type(v, item, source, f"{key}[{i}]") for i, v in enumerate(value)]
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(source, key, f"must be a finite number, got {value!r}")
         return float(value)
     if (hint is int and isinstance(value, bool)) or not isinstance(value, hint):
         raise ConfigError(source, key, f"must be {hint.__name__}, got {value!r}")
@@ -202,6 +205,26 @@ def _validate(cfg: Config, source: str, check_files: bool) -> None:
                 require(False, f"data.{key}", f"file not found: {cfg.data.path(name)}")
 
 
+class _DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: str, line: int):
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.line = key, line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (YAML lets
+    the last one win silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKeyError(str(key), key_node.start_mark.line + 1)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Split `a.b=value` into (["a", "b"], parsed YAML value)."""
     key, sep, raw = text.partition("=")
@@ -225,7 +248,9 @@ def load_config(
         if not path.is_file():
             raise ConfigError(source, "<file>", "config file not found")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+        except _DuplicateKeyError as err:
+            raise ConfigError(source, err.key, f"given twice (line {err.line})") from err
         except yaml.YAMLError as err:
             raise ConfigError(source, "<yaml>", f"not valid YAML: {err}") from err
         if not isinstance(data, dict):

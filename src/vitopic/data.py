@@ -62,7 +62,7 @@ def read_jsonl(
             if unknown:
                 raise DataError(f"{where}: unknown label(s) {unknown}; known: {sorted(known)}")
             ex_id = row.get("id", f"{path.stem}-{lineno}")
-            if not isinstance(ex_id, str | int):
+            if not isinstance(ex_id, str | int) or isinstance(ex_id, bool):
                 raise DataError(f"{where}: 'id' must be a string or integer")
             ex_id = str(ex_id)
             if ex_id in seen_ids:

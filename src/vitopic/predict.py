@@ -111,6 +111,9 @@ class TopicClassifier:
         items = _validate_inputs(texts)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if threshold is not None and self.metadata.mode != "multi_label":
+            raise ValueError("threshold applies to multi_label models; a single_label model "
+                             "picks its most probable class")
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
         owners, pieces, texts_of = self._pieces(items)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 from contextlib import nullcontext
@@ -17,6 +18,7 @@ from transformers import (
     EarlyStoppingCallback,
     PreTrainedTokenizerBase,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
 )
 
@@ -25,6 +27,7 @@ from vitopic.bpe import learn_phobert_tokenizer
 from vitopic.checkpoint import Metadata
 from vitopic.config import Config, save_config
 from vitopic.data import Example, multi_hot, read_jsonl
+from vitopic.errors import VitopicError
 from vitopic.evaluation import evaluate_examples
 from vitopic.metrics import multilabel_metrics, tune_thresholds
 from vitopic.modeling import build_model, decide, label_scores, scores_from_logits
@@ -79,6 +82,21 @@ class TopicTrainer(Trainer):
             pos_weight=self.pos_weight.to(outputs.logits.device),
         )
         return (loss, outputs) if return_outputs else loss
+
+
+class TrainingDivergedError(VitopicError, RuntimeError):
+    """The training loss became NaN or infinite; no model is saved."""
+
+
+class StopOnNonFiniteLoss(TrainerCallback):
+    """End the run with a clear error as soon as a logged training loss is not finite."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            raise TrainingDivergedError(
+                f"training loss became {loss} at step {state.global_step}; nothing was saved. "
+                "Lower training.learning_rate or try training.bf16=false")
 
 
 def pos_weight_from(targets: np.ndarray) -> torch.Tensor:
@@ -143,6 +161,7 @@ def training_arguments(cfg: Config) -> TrainingArguments:
         save_steps=t.eval_steps,
         logging_strategy="steps",
         logging_steps=t.logging_steps,
+        logging_nan_inf_filter=False,  # a NaN loss must show, so StopOnNonFiniteLoss can stop the run
         save_total_limit=t.save_total_limit,
         load_best_model_at_end=True,
         metric_for_best_model=BEST_METRIC,
@@ -204,7 +223,7 @@ def _train(cfg: Config, state: PartialState, out: Path, checkpoint: str | None,
         model.config.tokenizer_class = "PhobertTokenizer"
         data = {name: encode(cfg, tokenizer, texts[name], targets[name]) for name in texts}
         use_pos_weight = cfg.training.pos_weight and mode == "multi_label"
-        callbacks = []
+        callbacks: list[TrainerCallback] = [StopOnNonFiniteLoss()]
         if cfg.training.early_stopping_patience:
             callbacks.append(EarlyStoppingCallback(cfg.training.early_stopping_patience))
         trainer = TopicTrainer(
