@@ -29,6 +29,16 @@ def tiny_overrides(out: Path, *extra: str) -> list[str]:
             "model.intermediate_size=128", *extra]
 
 
+QUICK = ("training.max_steps=60", "training.eval_steps=30", "training.early_stopping_patience=null")
+
+
+def quick(out: Path, *extra: str):
+    """The tiny config for a short run (60 steps, evaluated twice) into `out`."""
+    from vitopic.config import load_config
+
+    return load_config(TINY, tiny_overrides(out, *QUICK, *extra))
+
+
 @pytest.fixture(scope="session")
 def trained_dir(tmp_path_factory) -> Path:
     """config -> train -> save, once per session, through the same recipe as `vitopic train`."""
@@ -57,19 +67,9 @@ def classifier(trained_dir):
 
 def place_in_hub_cache(model_dir: Path, cache: Path, repo_id: str) -> str:
     """Lay a checkpoint out as huggingface_hub's cache does after a real download."""
-    import os
+    from hub_replica import place_snapshot
 
     from vitopic.hub import checkpoint_files
 
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(commit)
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    (repo / "blobs").mkdir()
-    for i, path in enumerate(checkpoint_files(model_dir)):
-        blob = repo / "blobs" / f"{i:040x}"
-        shutil.copy2(path, blob)
-        os.symlink(os.path.relpath(blob, snapshot), snapshot / path.name)
+    place_snapshot(cache, repo_id, {p.name: p.read_bytes() for p in checkpoint_files(model_dir)})
     return repo_id

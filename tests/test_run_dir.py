@@ -6,26 +6,21 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, TINY, tiny_overrides
+from conftest import ROOT, quick
 
 import vitopic.training as training
 from vitopic import TopicClassifier
-from vitopic.config import load_config
 from vitopic.run_dir import LOCK_FILE, RunDirError, locked
 from vitopic.training import train
 
-QUICK = ["training.max_steps=40", "training.eval_steps=20", "training.early_stopping_patience=null"]
-
-
-def quick(out, *extra):
-    return load_config(TINY, tiny_overrides(out, *QUICK, *extra))
+SHORT = ("training.max_steps=40", "training.eval_steps=20")
 
 
 @pytest.fixture
 def finished(tmp_path):
     """A finished quick run, and what its model predicts."""
     out = tmp_path / "run"
-    train(quick(out))
+    train(quick(out, *SHORT))
     return out, TopicClassifier.from_pretrained(out).predict("Israel không kích Rafah.").scores
 
 
@@ -33,14 +28,14 @@ def test_a_run_that_fails_leaves_the_previous_model_as_it_was(finished, monkeypa
     out, scores = finished
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     with pytest.raises(RunDirError, match="differ"):  # --resume after changing the model's shape
-        train(quick(out, "model.hidden_size=32"), resume=True)
+        train(quick(out, *SHORT, "model.hidden_size=32"), resume=True)
 
     def crash(self, *args, **kwargs):
         raise RuntimeError("killed mid-training")
 
     monkeypatch.setattr(training.TopicTrainer, "train", crash)
     with pytest.raises(RuntimeError, match="killed"):  # the same config again, crashing
-        train(quick(out))
+        train(quick(out, *SHORT))
     after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     assert after == before and not (out / LOCK_FILE).exists()
     assert TopicClassifier.from_pretrained(out).predict("Israel không kích Rafah.").scores == scores
@@ -51,7 +46,7 @@ def test_another_config_needs_overwrite_which_removes_every_old_artefact(finishe
     out, _ = finished
     for name in ("model.onnx", "model.int8.onnx", "eval-old.json"):
         (out / name).write_text("stale")
-    other = quick(out, "training.learning_rate=5e-4", "model.hidden_size=32",
+    other = quick(out, *SHORT, "training.learning_rate=5e-4", "model.hidden_size=32",
                   "model.num_attention_heads=2")
     with pytest.raises(RunDirError, match="--overwrite"):
         train(other)
@@ -71,7 +66,7 @@ def test_a_directory_that_is_not_a_run_is_never_written(tmp_path):
     (project / "README.md").write_text("the project's own README")
     for overwrite in (False, True):
         with pytest.raises(RunDirError, match="holds no vitopic run"):
-            train(quick(project), overwrite=overwrite)
+            train(quick(project, *SHORT), overwrite=overwrite)
     assert [p.name for p in project.iterdir()] == ["README.md"]
     assert (project / "README.md").read_text() == "the project's own README"
 
@@ -83,7 +78,7 @@ def test_two_runs_cannot_share_a_directory(tmp_path):
         out.mkdir()
         (out / LOCK_FILE).write_text(str(sleeper.pid))
         with pytest.raises(RunDirError, match=f"in use by another run \\(process {sleeper.pid}\\)"):
-            train(quick(out))
+            train(quick(out, *SHORT))
     finally:
         sleeper.kill()
         sleeper.wait()

@@ -10,18 +10,11 @@ import numpy as np
 import pytest
 import torch
 from accelerate import PartialState
-from conftest import DATA, ROOT, TINY, tiny_overrides
+from conftest import DATA, ROOT, TINY, quick, tiny_overrides
 from transformers import Trainer, TrainingArguments
 
 from vitopic import TopicClassifier
-from vitopic.config import load_config
 from vitopic.training import pos_weight_from, train
-
-QUICK = ["training.max_steps=60", "training.eval_steps=30", "training.early_stopping_patience=null"]
-
-
-def quick(out, *extra):
-    return load_config(TINY, tiny_overrides(out, *QUICK, *extra))
 
 
 @pytest.mark.slow

@@ -26,13 +26,11 @@ from huggingface_hub.errors import (
 )
 from transformers import AutoModelForSequenceClassification, PhobertTokenizer, PreTrainedModel
 
+from vitopic.checkpoint import PICKLE_WEIGHTS, SAFE_WEIGHTS
 from vitopic.errors import VitopicError
 
 TOKENIZER_FILES = ("vocab.txt", "bpe.codes")
-WEIGHTS = {
-    "safetensors": ("model.safetensors", "model.safetensors.index.json"),
-    "pickle": ("pytorch_model.bin", "pytorch_model.bin.index.json"),
-}
+WEIGHTS = {"safetensors": SAFE_WEIGHTS, "pickle": PICKLE_WEIGHTS}
 
 
 class BaseModelError(VitopicError, OSError):
@@ -66,13 +64,15 @@ class BaseModel:
             )
         except pickle.UnpicklingError as err:
             raise BaseModelError(
-                f"{self._where()}: pytorch_model.bin holds objects beyond tensors (a pickle that "
-                "would run code when loaded); refused, nothing in it was executed. Use a revision "
-                "with model.safetensors (model.revision=...) or a trusted conversion."
+                f"{_where(self.name, self.revision)}: pytorch_model.bin holds objects beyond tensors "
+                "(a pickle that would run code when loaded); refused, nothing in it was executed. Use "
+                "a revision with model.safetensors (model.revision=...) or a trusted conversion."
             ) from err
 
-    def _where(self) -> str:
-        return f"{self.name}@{self.revision}" if self.revision else self.name
+
+
+def _where(name: str, revision: str | None) -> str:
+    return f"{name}@{revision}" if revision else name
 
 
 def fetch_base_model(name_or_path: str, revision: str | None = None) -> BaseModel:
@@ -97,9 +97,9 @@ def fetch_base_model(name_or_path: str, revision: str | None = None) -> BaseMode
             for shard in sorted(set(json.loads(index_path.read_text("utf-8"))["weight_map"].values())):
                 get(shard)
             return BaseModel(str(name_or_path), revision, directory, fmt)
-    where = f"{name_or_path}@{revision}" if revision else name_or_path
-    raise BaseModelError(f"{where}: no model.safetensors or pytorch_model.bin at this revision; set "
-                         "model.revision to one that holds the weights")
+    raise BaseModelError(f"{_where(name_or_path, revision)}: no model.safetensors or "
+                         "pytorch_model.bin at this revision; set model.revision to one that holds "
+                         "the weights")
 
 
 def _needs(name: str) -> str:
@@ -118,7 +118,7 @@ _HUB_ERRORS = (
 
 def _download(repo: str, revision: str | None, filename: str, optional: bool = False) -> Path | None:
     """One file of a Hub repo through huggingface_hub's cache; None for a missing optional file."""
-    where = f"{repo}@{revision}" if revision else repo
+    where = _where(repo, revision)
     try:
         return Path(hf_hub_download(repo, filename, revision=revision))
     except EntryNotFoundError as err:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from transformers import (
@@ -12,8 +14,10 @@ from transformers import (
     RobertaForSequenceClassification,
 )
 
-from vitopic.base_model import BaseModel
 from vitopic.config import PHOBERT_MAX_LENGTH, Config
+
+if TYPE_CHECKING:
+    from vitopic.base_model import BaseModel
 
 NONE_CLASS = "none"  # the explicit "no topic" class of single_label mode
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from vitopic.training import TrainResult
 
 
 def write_run_outputs(cfg: Config, result: TrainResult, seed_rows: list[dict] | None,
-                      baseline: dict | None = None, warnings: list[str] = ()) -> dict[str, Path]:
+                      baseline: dict | None = None, warnings: Sequence[str] = ()) -> dict[str, Path]:
     """Write the run's report files into `output.dir`; return their paths."""
     out = result.output_dir
     meta = Metadata.load(out)

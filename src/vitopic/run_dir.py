@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from vitopic.checkpoint import METADATA_FILE
+from vitopic.checkpoint import METADATA_FILE, METRICS_FILE
 from vitopic.errors import VitopicError
 
 LOCK_FILE = ".vitopic.lock"
@@ -30,7 +30,7 @@ TRAINER_DIR = "checkpoints"
 SAME_RUN_SECTIONS = ("model", "data", "text")
 # What a run leaves beside its checkpoint; all of it is replaced when a new model lands.
 RUN_ARTEFACTS = ("model*.safetensors", "model.safetensors.index.json", "model.onnx",
-                 "model.int8.onnx", "metrics.json", "report.md", "README.md", "plots", "eval-*.json",
+                 "model.int8.onnx", METRICS_FILE, "report.md", "README.md", "plots", "eval-*.json",
                  "training_args.bin")
 
 
@@ -119,7 +119,6 @@ def _alive(pid: int) -> bool:
 def clear_previous_run(out: Path) -> None:
     """At the start of a fresh run: the old run's trainer checkpoints can never be resumed now."""
     shutil.rmtree(out / TRAINER_DIR, ignore_errors=True)
-    shutil.rmtree(out / STAGING, ignore_errors=True)
 
 
 def publish(out: Path, staging: Path) -> None:
