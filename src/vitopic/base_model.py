@@ -26,10 +26,9 @@ from huggingface_hub.errors import (
 )
 from transformers import AutoModelForSequenceClassification, PhobertTokenizer, PreTrainedModel
 
-from vitopic.checkpoint import PICKLE_WEIGHTS, SAFE_WEIGHTS
+from vitopic.checkpoint import CONFIG_FILE, PICKLE_WEIGHTS, SAFE_WEIGHTS, TOKENIZER_FILES
 from vitopic.errors import VitopicError
 
-TOKENIZER_FILES = ("vocab.txt", "bpe.codes")
 WEIGHTS = {"safetensors": SAFE_WEIGHTS, "pickle": PICKLE_WEIGHTS}
 
 
@@ -88,7 +87,7 @@ def fetch_base_model(name_or_path: str, revision: str | None = None) -> BaseMode
     else:
         def get(name: str, optional: bool = False) -> Path | None:
             return _download(name_or_path, revision, name, optional)
-    for name in ("config.json", *TOKENIZER_FILES):
+    for name in (CONFIG_FILE, *TOKENIZER_FILES):
         directory = get(name).parent
     for fmt, (single, index) in WEIGHTS.items():
         if get(single, optional=True):

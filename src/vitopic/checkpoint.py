@@ -1,36 +1,58 @@
 """Checkpoint files: vitopic's metadata beside an ordinary transformers checkpoint, and safe resolution.
 
 `vitopic.json` holds what plain transformers does not know (text preparation, thresholds). It is
-written last, atomically, so its presence marks a finished checkpoint.
+written last, atomically, so its presence marks a finished checkpoint. `open_checkpoint` checks a
+checkpoint's files cheaply (JSON, the tokenizer's files, the safetensors headers) before anything
+is built from them: a tampered or broken checkpoint is a one-line CheckpointError naming the file.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
+from typing import get_args, get_type_hints
 
+import torch
 from huggingface_hub import constants, snapshot_download
-from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-from transformers import AutoModelForSequenceClassification, PreTrainedModel
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
+from huggingface_hub.utils import validate_repo_id
+from safetensors import SafetensorError, safe_open
+from transformers import (
+    AutoModelForSequenceClassification,
+    PhobertTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+)
 
 from vitopic import __version__
+from vitopic.config import MIN_MAX_LENGTH, PHOBERT_MAX_LENGTH, SEGMENTERS, ModelConfig
 from vitopic.errors import VitopicError
-from vitopic.modeling import class_names
+from vitopic.modeling import NONE_CLASS, class_names, head_config
 
 METADATA_FILE = "vitopic.json"
 METRICS_FILE = "metrics.json"
 QUALITY_WARNINGS = "quality_warnings"  # metrics.json key: why training flagged the model
+CONFIG_FILE = "config.json"
+TOKENIZER_FILES = ("vocab.txt", "bpe.codes")
+TOKENIZER_CONFIG = "tokenizer_config.json"
+LEGACY_TOKENIZER_FILES = ("special_tokens_map.json", "added_tokens.json")  # read if present
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+SHARDS = "model*.safetensors"  # the only files a sharded checkpoint's index may name
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 # What a checkpoint consists of; everything else in a run directory (trainer checkpoints,
 # reports, plots) stays out of downloads and uploads.
 CHECKPOINT_PATTERNS = [
-    "config.json", "model.safetensors", "model*.safetensors", "model.safetensors.index.json",
-    "vocab.txt", "bpe.codes", "tokenizer_config.json", "special_tokens_map.json",
-    "added_tokens.json", METADATA_FILE, "README.md", "model.onnx", "model.int8.onnx",
+    CONFIG_FILE, *SAFE_WEIGHTS, SHARDS, *TOKENIZER_FILES, TOKENIZER_CONFIG,
+    *LEGACY_TOKENIZER_FILES, METADATA_FILE, "README.md", "model.onnx", "model.int8.onnx",
 ]
+MODEL_TYPE = "roberta"  # PhoBERT is a RoBERTa
+MODES = get_args(get_type_hints(ModelConfig)["mode"])
 
 
 class CheckpointError(VitopicError, ValueError):
@@ -58,7 +80,7 @@ class Metadata:
 
     @classmethod
     def load(cls, directory: str | Path) -> Metadata:
-        """Read and cross-check against `config.json`; raise CheckpointError on any mismatch."""
+        """Read, check and cross-check against `config.json`; raise CheckpointError on any problem."""
         directory = Path(directory)
         path = directory / METADATA_FILE
         if not path.is_file():
@@ -67,30 +89,68 @@ class Metadata:
                 "(training may have been interrupted)"
             )
         try:
-            meta = cls(**json.loads(path.read_text("utf-8")))
-        except (json.JSONDecodeError, TypeError) as err:
+            meta = cls(**_read_json(path))
+        except TypeError as err:
             raise CheckpointError(f"{path}: unreadable vitopic metadata ({err})") from err
-        config = json.loads((directory / "config.json").read_text("utf-8"))
+        meta._check(path)
+        config = _read_json(directory / CONFIG_FILE)
         expected = class_names(meta.labels, meta.mode)
         id2label = config.get("id2label", {})
-        actual = [id2label.get(str(i)) for i in range(len(id2label))]
+        actual = [id2label.get(str(i)) for i in range(len(id2label))] if isinstance(id2label, dict) \
+            else id2label
         if actual != expected:
             raise CheckpointError(
                 f"{path}: labels {expected} disagree with config.json id2label {actual}"
             )
-        if meta.mode == "multi_label" and len(meta.thresholds) != len(meta.labels):
-            raise CheckpointError(f"{path}: {len(meta.thresholds)} thresholds for "
-                                  f"{len(meta.labels)} labels")
+        problem_type = head_config(meta.labels, meta.mode)["problem_type"]
+        if config.get("problem_type") != problem_type:
+            raise CheckpointError(f"{path}: mode {meta.mode!r} disagrees with config.json "
+                                  f"problem_type {config.get('problem_type')!r}")
         return meta
+
+    def _check(self, path: Path) -> None:
+        """The field values: types and ranges, as a config's are checked."""
+
+        def require(ok: bool, message: str) -> None:
+            if not ok:
+                raise CheckpointError(f"{path}: {message}")
+
+        labels = self.labels
+        require(isinstance(labels, list) and len(labels) > 0
+                and all(isinstance(lab, str) and lab.strip() for lab in labels),
+                f"labels must be a non-empty list of non-empty strings, got {labels!r}")
+        require(len(set(labels)) == len(labels), f"labels must be unique, got {labels}")
+        require(self.mode in MODES, f"mode must be one of {list(MODES)}, got {self.mode!r}")
+        require(self.mode == "multi_label" or NONE_CLASS not in labels,
+                f"label {NONE_CLASS!r} is reserved for the implicit class of single_label mode")
+        require(self.segmenter in SEGMENTERS,
+                f"segmenter must be one of {list(SEGMENTERS)}, got {self.segmenter!r}")
+        n = self.max_length
+        require(isinstance(n, int) and not isinstance(n, bool)
+                and MIN_MAX_LENGTH <= n <= PHOBERT_MAX_LENGTH,
+                f"max_length must be an integer in {MIN_MAX_LENGTH}..{PHOBERT_MAX_LENGTH}, got {n!r} "
+                f"(PhoBERT reads at most {PHOBERT_MAX_LENGTH} tokens; below {MIN_MAX_LENGTH}, <s> and "
+                "</s> leave a piece almost no room for text)")
+        require(isinstance(self.thresholds, list), f"thresholds must be a list, got {self.thresholds!r}")
+        for i, t in enumerate(self.thresholds):
+            require(isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t)
+                    and 0 <= t <= 1, f"thresholds[{i}] must be a number in [0, 1], got {t!r}")
+        require(self.mode != "multi_label" or len(self.thresholds) == len(labels),
+                f"{len(self.thresholds)} thresholds for {len(labels)} labels")
 
 
 def open_checkpoint(directory: str | Path) -> Metadata:
     """Check a checkpoint dir is safe, finished and consistent; return its metadata.
 
-    Refuses pickle-only weights (they can run arbitrary code), unfinished runs (no vitopic.json)
-    and metadata that disagrees with config.json.
+    Refuses links out of the directory, pickle-only weights (they can run arbitrary code),
+    unfinished runs (no vitopic.json), metadata that disagrees with config.json, a config that is
+    not PhoBERT's, tokenizer files that do not fit the embeddings, and weights that miss a tensor
+    the architecture needs or hold one of another shape (reading safetensors headers only).
     """
     directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: no such directory")
+    _check_inside(directory)
     has_safe = any((directory / name).is_file() for name in SAFE_WEIGHTS)
     if not has_safe and any((directory / name).is_file() for name in PICKLE_WEIGHTS):
         raise CheckpointError(
@@ -103,28 +163,206 @@ def open_checkpoint(directory: str | Path) -> Metadata:
         raise CheckpointError(
             f"{directory}: no model.safetensors found (vitopic loads safetensors weights only)"
         )
+    skeleton = _check_config(directory)
+    _check_tokenizer_files(directory, skeleton.config)
+    _check_weights(directory, skeleton)
     return metadata
 
 
 def load_model(directory: str | Path) -> PreTrainedModel:
-    """The classification model of a checkpoint dir: safetensors weights, no remote code."""
-    return AutoModelForSequenceClassification.from_pretrained(
+    """The classification model of a checkpoint dir: safetensors weights, no remote code.
+
+    Refuses NaN or infinite weights, which would turn every score into NaN.
+    """
+    model = AutoModelForSequenceClassification.from_pretrained(
         directory, use_safetensors=True, trust_remote_code=False
     )
+    for name, param in model.named_parameters():
+        if not torch.isfinite(param).all():
+            raise CheckpointError(f"{_weight_files(Path(directory))[0]}: tensor {name} holds NaN "
+                                  "or infinite values")
+    return model
 
 
 def resolve(name_or_path: str | Path, revision: str | None = None) -> Path:
     """A local checkpoint dir, or a Hub id fetched through huggingface_hub's download and cache."""
-    local = Path(name_or_path)
+    text = str(name_or_path)
+    local = Path(name_or_path).expanduser()
     if local.is_dir():
         return local
-    if local.exists() or str(name_or_path).count("/") != 1:
-        raise CheckpointError(f"{name_or_path}: neither a local directory nor a Hub id (org/name)")
+    if local.exists():
+        raise CheckpointError(f"{text}: not a directory (a checkpoint is a directory of files)")
+    if text.startswith((".", "/", "~")) or text.count(os.sep) > 1:
+        raise CheckpointError(f"{text}: no such directory (neither a local directory nor a Hub id)")
+    if not _is_hub_id(text):
+        raise CheckpointError(f"{text}: not a local directory and not a valid Hub id (org/name)")
     try:
-        return Path(snapshot_download(str(name_or_path), revision=revision,
-                                      allow_patterns=CHECKPOINT_PATTERNS))
+        return Path(snapshot_download(text, revision=revision, allow_patterns=CHECKPOINT_PATTERNS))
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as err:
         offline = " (HF_HUB_OFFLINE is set: only the local cache was searched)" \
             if constants.HF_HUB_OFFLINE else ""
-        raise CheckpointError(f"{name_or_path}: could not be fetched from the Hub{offline}: "
+        raise CheckpointError(f"{text}: could not be fetched from the Hub{offline}: "
                               f"{type(err).__name__}") from err
+
+
+def _is_hub_id(text: str) -> bool:
+    """`org/name`, spelled as huggingface_hub allows."""
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return text.count("/") == 1
+
+
+def _read_json(path: Path, required: bool = True) -> dict:
+    """A JSON object file ({} for an absent optional one); CheckpointError if it is anything else."""
+    if not path.is_file():
+        if required:
+            raise CheckpointError(f"{path}: not found")
+        return {}
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _check_inside(directory: Path) -> None:
+    """Refuse checkpoint files that are links leading out of the directory.
+
+    huggingface_hub's cache keeps a snapshot's files as links into its repo folder
+    (`models--org--name/snapshots/<commit>/config.json -> ../../blobs/<hash>`): those stay inside.
+    """
+    root = directory.resolve()
+    if root.parent.name == "snapshots" and root.parent.parent.name.startswith("models--"):
+        root = root.parent.parent
+    for path in directory.iterdir():
+        if path.is_symlink() and any(fnmatch(path.name, pat) for pat in CHECKPOINT_PATTERNS):
+            try:
+                target = path.resolve()
+            except (OSError, RuntimeError) as err:  # a loop of links
+                raise CheckpointError(f"{path}: a broken link ({err})") from err
+            if not target.is_relative_to(root):
+                raise CheckpointError(f"{path}: a link to {target}, outside the checkpoint; refused")
+
+
+def _check_config(directory: Path) -> PreTrainedModel:
+    """config.json describes a RoBERTa classifier transformers can build; return it without weights
+    (on the meta device: shapes only, no memory, no initialisation)."""
+    path = directory / CONFIG_FILE
+    data = _read_json(path)
+    if data.get("model_type") != MODEL_TYPE:
+        raise CheckpointError(f"{path}: model_type {data.get('model_type')!r} is not {MODEL_TYPE!r}; "
+                              "vitopic models are PhoBERT (RoBERTa) classifiers")
+    if "transformers_weights" in data:  # would make transformers load another weights file
+        raise CheckpointError(f"{path}: transformers_weights {data['transformers_weights']!r} "
+                              f"refused; vitopic loads {' or '.join(SAFE_WEIGHTS)} only")
+    try:
+        with torch.device("meta"):
+            model = RobertaForSequenceClassification(RobertaConfig.from_dict(data))
+    except Exception as err:  # config.json is data: transformers fails on bad values in many ways
+        reason = str(err).partition("\n")[0]
+        raise CheckpointError(f"{path}: not a buildable RoBERTa config ({type(err).__name__}: "
+                              f"{reason})") from err
+    if model.config.num_labels != len(data.get("id2label") or {}):
+        raise CheckpointError(f"{path}: num_labels {model.config.num_labels} disagrees with the "
+                              f"{len(data.get('id2label') or {})} classes of id2label")
+    return model
+
+
+def _check_tokenizer_files(directory: Path, config: PretrainedConfig) -> None:
+    """PhobertTokenizer is the class named, its files are there, and it has the embeddings' size."""
+    tokenizer_config = _read_json(directory / TOKENIZER_CONFIG, required=False)
+    for name in LEGACY_TOKENIZER_FILES:
+        _read_json(directory / name, required=False)
+    # AutoTokenizer's order: tokenizer_config.json, then config.json.
+    named, source = tokenizer_config.get("tokenizer_class"), TOKENIZER_CONFIG
+    if named is None:
+        named, source = getattr(config, "tokenizer_class", None), CONFIG_FILE
+    if named != PhobertTokenizer.__name__:
+        raise CheckpointError(f"{directory / source}: tokenizer_class {named!r}; vitopic checkpoints "
+                              f"use {PhobertTokenizer.__name__} ({' + '.join(TOKENIZER_FILES)})")
+    vocab, merges = (directory / name for name in TOKENIZER_FILES)
+    if not _read_tokenizer_file(merges).strip():
+        raise CheckpointError(f"{merges}: empty; PhoBERT's tokenizer needs its BPE merges")
+    size = _vocab_size(vocab)
+    if size != config.vocab_size:
+        raise CheckpointError(f"{vocab}: {size} tokens (with <s>, <pad>, </s>, <unk> and <mask>), but "
+                              f"config.json vocab_size (the embeddings' rows) is {config.vocab_size}")
+
+
+def _read_tokenizer_file(path: Path) -> str:
+    try:
+        return path.read_text("utf-8")
+    except FileNotFoundError as err:
+        raise CheckpointError(f"{path}: not found; PhoBERT's tokenizer needs "
+                              f"{' and '.join(TOKENIZER_FILES)}") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: unreadable ({err})") from err
+
+
+def _vocab_size(path: Path) -> int:
+    """len(PhobertTokenizer): <s> <pad> </s> <unk>, one token per `<token> <count>` line, <mask>."""
+    lines = _read_tokenizer_file(path).split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    if not lines:
+        raise CheckpointError(f"{path}: empty")
+    tokens: dict[str, int] = {}
+    for number, line in enumerate(lines, 1):
+        token, sep, _ = line.strip().rpartition(" ")
+        if not sep:
+            raise CheckpointError(f"{path}:{number}: expected '<token> <count>', got {line!r}")
+        if token in tokens:
+            raise CheckpointError(f"{path}:{number}: token {token!r} already on line {tokens[token]}")
+        tokens[token] = number
+    return len({"<s>", "<pad>", "</s>", "<unk>", *tokens, "<mask>"})
+
+
+def _weight_files(directory: Path) -> tuple[Path, list[Path]]:
+    """The file naming the weights, and the safetensors files transformers loads: model.safetensors,
+    else the shards of its index, which must be `model*.safetensors` files in the directory itself."""
+    single, index = (directory / name for name in SAFE_WEIGHTS)
+    if single.is_file():
+        return single, [single]
+    data = _read_json(index)
+    weight_map = data.get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map or not isinstance(data.get("metadata"), dict):
+        raise CheckpointError(f"{index}: needs a non-empty weight_map and a metadata object")
+    shards: list[str] = []
+    for name in weight_map.values():
+        if not (isinstance(name, str) and Path(name).name == name and fnmatch(name, SHARDS)):
+            raise CheckpointError(f"{index}: weight_map names {name!r}; only {SHARDS} files in the "
+                                  "checkpoint directory are loaded")
+        if not (directory / name).is_file():
+            raise CheckpointError(f"{index}: shard {name} not found")
+        shards.append(name)
+    return index, [directory / name for name in sorted(set(shards))]
+
+
+def _check_weights(directory: Path, skeleton: PreTrainedModel) -> None:
+    """Every tensor the architecture needs is in the weights with its shape; headers only are read.
+
+    transformers would fill a missing one with random values, without an error.
+    """
+    source, files = _weight_files(directory)
+    found: dict[str, tuple[Path, list[int]]] = {}
+    for path in files:
+        try:
+            with safe_open(path, "pt") as f:
+                found.update({name: (path, f.get_slice(name).get_shape()) for name in f.keys()})  # noqa: SIM118
+        except (SafetensorError, OSError) as err:
+            raise CheckpointError(f"{path}: not a valid safetensors file ({err})") from err
+    tied = skeleton.all_tied_weights_keys.keys()  # loaded from the tensor they share
+    for name, tensor in skeleton.state_dict().items():
+        if name in tied:
+            continue
+        if name not in found:
+            raise CheckpointError(f"{source}: tensor {name} missing (transformers would fill it with "
+                                  "random values)")
+        path, shape = found[name]
+        if list(shape) != list(tensor.shape):
+            raise CheckpointError(f"{path}: tensor {name} has shape {list(shape)}, config.json needs "
+                                  f"{list(tensor.shape)}")
