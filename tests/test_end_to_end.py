@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 import yaml
 from conftest import ROOT
 from transformers import pipeline
@@ -84,29 +83,6 @@ def test_model_card(trained_dir):
     for phrase in ("Intended use", "word-segmented", "256", "never its stance",
                    "2022–2025", 'pipeline("text-classification"', "TopicClassifier"):
         assert phrase in card, phrase
-
-
-@pytest.mark.slow
-def test_cli_predict_smoke(trained_dir, tmp_path):
-    cmd = [sys.executable, "-m", "vitopic.cli", "predict", "--model", str(trained_dir)]
-    run = subprocess.run([*cmd, "Israel tiếp tục không kích Rafah ở Dải Gaza.", "Trời mưa."],
-                         capture_output=True, text=True, cwd=ROOT)
-    assert run.returncode == 0, run.stderr
-    rows = [json.loads(line) for line in run.stdout.splitlines()]
-    assert len(rows) == 2 and "gaza" in rows[0]["labels"]
-
-    src = tmp_path / "in.jsonl"
-    src.write_text('{"text": "NATO họp ở Brussels."}\n\n{"text": "Bão số 3 đổ bộ."}\n')
-    out = tmp_path / "out.csv"
-    run = subprocess.run([*cmd, "--input", str(src), "--output", str(out)],
-                         capture_output=True, text=True, cwd=ROOT)
-    assert run.returncode == 0, run.stderr
-    lines = out.read_text().splitlines()
-    assert lines[0] == "text,labels,ukraine_aid,gaza,nato" and len(lines) == 3
-
-    run = subprocess.run(cmd, input="Hamas thả con tin.\n", capture_output=True, text=True,
-                         cwd=ROOT)
-    assert run.returncode == 0 and len(run.stdout.splitlines()) == 1
 
 
 def test_cli_evaluate_on_a_labeled_file(trained_dir, tmp_path):

@@ -7,6 +7,7 @@ import sys
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 import torch
 from conftest import ROOT, place_in_hub_cache
@@ -77,6 +78,73 @@ def test_long_input_is_split_never_crashes(classifier):
     windows = classifier.predict(no_stops)
     assert len(windows.pieces) > 1 and "ukraine_aid" in windows.labels
     assert classifier.predict([article, "Trời mưa."])[1].pieces == []
+
+
+def test_each_sentence_is_scored_unless_told_otherwise(classifier):
+    paragraph = f"NATO họp tại Brussels. {GAZA}"
+    split = classifier.predict(paragraph)
+    assert [p.text for p in split.pieces] == ["NATO họp tại Brussels.", GAZA]
+    assert split.scores["gaza"] == pytest.approx(classifier.predict(GAZA).scores["gaza"])
+    assert "gaza" in split.labels
+    whole = classifier.predict(paragraph, split="none")
+    assert whole.pieces == [] and whole.scores != split.scores
+    with pytest.raises(ValueError, match="split must be one of"):
+        classifier.predict(paragraph, split="paragraph")
+
+
+def test_results_as_plain_data_probabilities_and_call(classifier):
+    texts = [GAZA, "", "Trời mưa. NATO họp tại Brussels."]
+    results = classifier(texts)
+    assert [r.labels for r in results] == [r.labels for r in classifier.predict(texts)]
+    restored = json.loads(json.dumps([r.to_dict() for r in results]))
+    assert restored[1] == {"labels": [], "scores": dict.fromkeys(LABELS, 0.0), "pieces": [],
+                           "empty": True}
+    assert [p["text"] for p in restored[2]["pieces"]] == ["Trời mưa.", "NATO họp tại Brussels."]
+    proba = classifier.predict_proba(texts)
+    assert proba.shape == (3, 3) and proba.dtype == np.float64
+    assert proba[0].tolist() == [results[0].scores[lab] for lab in LABELS]
+    assert classifier.predict_proba([]).shape == (0, 3)
+
+
+@pytest.mark.slow
+def test_a_five_megabyte_input_takes_seconds(classifier):
+    import time
+
+    paragraph = f"{GAZA} Quân đội Ukraine nhận thêm viện trợ quân sự từ Mỹ hôm thứ Hai! "
+    start = time.perf_counter()
+    result = classifier.predict(paragraph * (5_000_000 // len(paragraph.encode())))
+    assert time.perf_counter() - start < 60  # was quadratic: 1 MB took 95 s, 5 MB never ended
+    assert {"gaza", "ukraine_aid"} <= set(result.labels) and len(result.pieces) > 50_000
+
+
+def test_bad_option_types(classifier):
+    for kwargs in ({"batch_size": 2.0}, {"batch_size": "4"}, {"batch_size": None},
+                   {"batch_size": True}, {"threshold": "0.5"}, {"threshold": float("nan")}):
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            classifier.predict([GAZA], **kwargs)
+    for device, message in (("banana", "not a torch device"), ("cuda:7", "not available"),
+                            ("meta", "runs on 'cpu', 'cuda' or 'mps'")):
+        with pytest.raises(ValueError, match=message):
+            TopicClassifier.from_pretrained("/never/read", device=device)
+
+
+def test_a_forked_child_after_predict_does_not_hang(classifier):
+    import select
+    import signal
+
+    expected = classifier.predict([GAZA] * 40)[0].labels  # the parent ran torch's thread pool
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: predict, report, leave at once
+        os.write(write, json.dumps(classifier.predict([GAZA] * 40)[0].labels).encode())
+        os._exit(0)
+    os.close(write)
+    ready, _, _ = select.select([read], [], [], 120)
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    assert ready, "the forked child hung"
+    assert json.loads(os.read(read, 10_000)) == expected
 
 
 def test_batches_give_the_same_scores_as_single_calls(classifier):

@@ -6,9 +6,12 @@ a plain run fails when the document no longer matches what the code does.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
+import sys
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,12 +19,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DATA, ROOT
+from conftest import DATA, ROOT, TINY
 
 from vitopic import TopicClassifier
+from vitopic.cli import main
 from vitopic.config import load_config
 from vitopic.data import read_jsonl
 from vitopic.datacheck import check_corpus
+from vitopic.text import normalize, split_sentences
+from vitopic.training import train
 
 DOC = ROOT / "docs" / "robustness.md"
 LABELS = ["ukraine_aid", "gaza", "nato"]
@@ -106,6 +112,49 @@ def _relabel(d: Path) -> None:
     (d / "vitopic.json").write_text(json.dumps(meta))
 
 
+def _edit_json(name: str, change: Callable[[dict], None]) -> Callable[[Path], None]:
+    def mutate(d: Path) -> None:
+        data = json.loads((d / name).read_text("utf-8"))
+        change(data)
+        (d / name).write_text(json.dumps(data), "utf-8")
+
+    return mutate
+
+
+def _edit_weights(change: Callable[[dict], None]) -> Callable[[Path], None]:
+    def mutate(d: Path) -> None:
+        from safetensors.torch import load_file, save_file
+
+        tensors = load_file(d / "model.safetensors")
+        change(tensors)
+        save_file(tensors, d / "model.safetensors", metadata={"format": "pt"})
+
+    return mutate
+
+
+def _shard_index(target: str) -> Callable[[Path], None]:
+    def mutate(d: Path) -> None:
+        from safetensors import safe_open
+
+        with safe_open(d / "model.safetensors", "pt") as f:
+            names = list(f.keys())
+        (d / "model.safetensors").unlink()
+        (d / "model.safetensors.index.json").write_text(json.dumps(
+            {"metadata": {}, "weight_map": dict.fromkeys(names, target)}))
+
+    return mutate
+
+
+def _link_out(name: str) -> Callable[[Path], None]:
+    def mutate(d: Path) -> None:
+        outside = d.parent / "elsewhere"
+        outside.mkdir()
+        (d / name).rename(outside / name)
+        (d / name).symlink_to(outside / name)
+
+    return mutate
+
+
 def _corpus_with_long_row(ctx: Context) -> object:
     tmp = ctx.tmp
     for split in ("train", "dev", "test"):
@@ -117,8 +166,52 @@ def _corpus_with_long_row(ctx: Context) -> object:
     return "; ".join(e for e in report.errors) or "no problems"
 
 
+def _text(step: Callable[[str], object], value: str) -> Callable:
+    return lambda _ctx: repr(step(value))
+
+
+def _cli(*argv: str, stdin: str = "", files: dict[str, bytes] | None = None) -> Callable:
+    """`vitopic ...` in-process: the exit code and what it printed to stderr ({tmp}, {model})."""
+    def run(ctx: Context) -> object:
+        for name, content in (files or {}).items():
+            (ctx.tmp / name).write_bytes(content)
+        args = [a.replace("{tmp}", str(ctx.tmp)).replace("{model}", str(ctx.model_dir))
+                for a in argv]
+        err, old_stdin = io.StringIO(), sys.stdin
+        sys.stdin = io.StringIO(stdin)
+        try:
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                code = main(args)
+        except SystemExit as exit_:
+            code = exit_.code
+        finally:
+            sys.stdin = old_stdin
+        lines = [line for line in err.getvalue().splitlines() if line.strip()]
+        assert len(lines) <= 1, lines  # one line, never a traceback
+        return f"exit {code}: {lines[0] if lines else 'nothing on stderr'}"
+
+    return run
+
+
+def _train_into(prepare_dir: Callable[[Path], None], *overrides: str, resume: bool = False
+                ) -> Callable:
+    def run(ctx: Context) -> object:
+        out = ctx.tmp / "out"
+        prepare_dir(out)
+        train(load_config(TINY, [f"data.dir={DATA}", f"output.dir={out}", *overrides]),
+              resume=resume)
+        return "trained"
+
+    return run
+
+
 def _load(name: str) -> Callable:
     return lambda _ctx: TopicClassifier.from_pretrained(name)
+
+
+def _write(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
 
 
 ROW = '{"text": "Viện trợ cho Kiev", "labels": ["ukraine_aid"]}'
@@ -143,7 +236,27 @@ CASES = [
     Case("config", "infinite learning rate", _config("", "training.learning_rate=.inf")),
     Case("config", "NaN warmup ratio", _config("training:\n  warmup_ratio: .nan\n")),
     Case("config", "key given twice", _config("training:\n  epochs: 2\n  epochs: 3\n")),
+    Case("config", "exponent without a dot (2e-3) in the file",
+         _config("training:\n  learning_rate: 2e-3\n")),
+    Case("config", "override with unclosed list 'x=[1'", _config("", "training.epochs=[1")),
+    Case("config", "!!python tag on the command line",
+         _config("", "training.epochs=!!python/object/apply:os.system [ls]")),
+    Case("config", "!!python tag in the file",
+         _config("training:\n  epochs: !!python/object/apply:os.system [ls]\n")),
+    Case("config", "UTF-16 config file", lambda ctx: load_config(_write(
+        ctx.tmp / "config.yaml", "training:\n  epochs: 2\n".encode("utf-16")))),
+    Case("config", "Latin-1 config file", lambda ctx: load_config(_write(
+        ctx.tmp / "config.yaml", "# café\ntraining:\n  epochs: 2\n".encode("latin-1")))),
     Case("data", "invalid JSON line", _data(ROW + "\n{not json}\n")),
+    Case("data", "lone surrogate in text", _data('{"text": "Gaza \\ud800", "labels": []}\n')),
+    Case("data", "Latin-1 file", _data('{"text": "café", "labels": []}\n'.encode("latin-1"))),
+    Case("data", "UTF-16 file", _data(ROW.encode("utf-16"))),
+    Case("data", "id with 5,001 digits", _data('{"id": ' + "9" * 5001 + ', "text": "a", '
+                                               '"labels": []}\n')),
+    Case("data", "100,000-deep nesting", _data('{"text": "a", "labels": [], "x": '
+                                               + "[" * 100_000 + "]" * 100_000 + "}\n")),
+    Case("data", "escaped form feed and raw U+2028 in a row",
+         _data('{"text": "Kiev\\fnhận\u2028viện trợ", "labels": ["ukraine_aid"]}\n')),
     Case("data", "line is not an object", _data("[1, 2]\n")),
     Case("data", "missing text", _data('{"labels": []}\n')),
     Case("data", "text is not a string", _data('{"text": 5, "labels": []}\n')),
@@ -183,11 +296,91 @@ CASES = [
     Case("predict", "2,000 words without punctuation", _predict([" ".join(["viện trợ Kiev"] * 700)])),
     Case("predict", "batch_size=0", _predict([GAZA], batch_size=0)),
     Case("predict", "threshold=1.5", _predict([GAZA], threshold=1.5)),
+    Case("predict", "lone surrogate", _predict([GAZA, "Gaza \ud800"])),
+    Case("predict", "batch_size=2.0", _predict([GAZA], batch_size=2.0)),
+    Case("predict", "batch_size='4'", _predict([GAZA], batch_size="4")),
+    Case("predict", "batch_size=None", _predict([GAZA], batch_size=None)),
+    Case("predict", "threshold='0.5'", _predict([GAZA], threshold="0.5")),
+    Case("predict", "threshold=NaN", _predict([GAZA], threshold=float("nan"))),
+    Case("predict", "split='paragraph'", _predict([GAZA], split="paragraph")),
+    Case("predict", "two sentences, two topics", _predict(f"NATO họp tại Brussels. {GAZA}")),
+    Case("predict", "text in angle brackets", _predict(["Quân đội <Israel tấn công Gaza> hôm nay"])),
+    Case("predict", "'A. ' repeated 100,000 times", _predict(["A. " * 100_000])),
+    Case("text", "angle brackets around words", _text(normalize, "Quân đội <Israel tấn công> nay")),
+    Case("text", "escaped < and >", _text(normalize, "x&lt;y và z&gt;w")),
+    Case("text", "real tags with attributes", _text(normalize, '<p class="a">Kiev<br/></p>')),
+    Case("text", "escaped tags", _text(normalize, "&lt;b&gt;Kiev&lt;/b&gt;")),
+    Case("text", "unclosed comment", _text(normalize, "Kiev <!-- ghi chú")),
+    Case("text", "'<!-- ' repeated 20,000 times", _text(lambda t: len(normalize(t)), "<!-- " * 20000)),
+    Case("text", "form feed and U+2028 (sentences)",
+         _text(split_sentences, "Một câu.\fvẫn một\u2028câu. Hai.")),
+    Case("device", "device='banana'", lambda ctx: TopicClassifier.from_pretrained(
+        ctx.model_dir, device="banana")),
+    Case("device", "device='cuda:7'", lambda ctx: TopicClassifier.from_pretrained(
+        ctx.model_dir, device="cuda:7")),
+    Case("cli", "--output with a .txt name", _cli("predict", "--model", "{model}", "--output",
+                                                  "{tmp}/x.txt", GAZA)),
+    Case("cli", "--output is a directory", _cli("predict", "--model", "{model}", "--output",
+                                                "{tmp}", GAZA)),
+    Case("cli", "--input is a directory", _cli("predict", "--model", "{model}", "--input", "{tmp}")),
+    Case("cli", "--input is Latin-1", _cli("predict", "--model", "{model}", "--input",
+                                           "{tmp}/in.txt", files={"in.txt": "café\n".encode("latin-1")})),
+    Case("cli", "texts and --input together", _cli("predict", "--model", "{model}", "--input",
+                                                   "{tmp}/in.txt", GAZA, files={"in.txt": b"a\n"})),
+    Case("cli", "empty stdin", _cli("predict", "--model", "{model}")),
+    Case("cli", "CSV without a text column", _cli("predict", "--model", "{model}", "--input",
+                                                  "{tmp}/in.csv", files={"in.csv": b"id,body\n1,a\n"})),
+    Case("cli", "CSV row with extra fields", _cli("predict", "--model", "{model}", "--input",
+                                                  "{tmp}/in.csv", files={"in.csv": b"text\na,b\n"})),
+    Case("cli", "--batch-size 0", _cli("predict", "--model", "{model}", "--batch-size", "0", GAZA)),
+    Case("cli", "--threshold 2", _cli("predict", "--model", "{model}", "--threshold", "2", GAZA)),
+    Case("cli", "unknown backend", _cli("predict", "--model", "{model}", "--backend", "trt", GAZA)),
+    Case("cli", "unknown subcommand", _cli("fit", "--config", "x.yaml")),
+    Case("cli", "evaluate: data file missing", _cli("evaluate", "--model", "{tmp}/nomodel",
+                                                     "--data", "{tmp}/absent.jsonl")),
+    Case("cli", "train: override error", _cli("train", "--config", str(TINY), "training.epochs=[1")),
+    Case("cli", "push-to-hub while offline", _cli("push-to-hub", "--model", "{model}", "--repo",
+                                                  "vitopic-test/offline", "--force")),
+    Case("run dir", "output.dir is a file", _train_into(lambda out: out.write_text("x"))),
+    Case("run dir", "output.dir holds other files",
+         _train_into(lambda out: (out.mkdir(), (out / "README.md").write_text("project")))),
+    Case("run dir", "--resume with nothing to resume", _train_into(lambda out: None, resume=True)),
     Case("loading", "pickle-only weights", _checkpoint(_to_pickle)),
     Case("loading", "vitopic.json missing (unfinished run)",
          _checkpoint(lambda d: (d / "vitopic.json").unlink())),
     Case("loading", "vitopic.json labels disagree with config.json", _checkpoint(_relabel)),
+    Case("loading", "classifier tensors removed", _checkpoint(_edit_weights(
+        lambda t: [t.pop(k) for k in list(t) if k.startswith("classifier.out_proj")]))),
+    Case("loading", "NaN in the classifier head", _checkpoint(_edit_weights(
+        lambda t: t["classifier.out_proj.weight"].fill_(float("nan"))))),
+    Case("loading", "model.safetensors truncated", _checkpoint(
+        lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:500]))),
+    Case("loading", "model_type changed to bert",
+         _checkpoint(_edit_json("config.json", lambda c: c.update(model_type="bert")))),
+    Case("loading", "config.json missing", _checkpoint(lambda d: (d / "config.json").unlink())),
+    Case("loading", "config.json not JSON",
+         _checkpoint(lambda d: (d / "config.json").write_text("{oops"))),
+    Case("loading", "empty vocab.txt", _checkpoint(lambda d: (d / "vocab.txt").write_text(""))),
+    Case("loading", "bpe.codes missing", _checkpoint(lambda d: (d / "bpe.codes").unlink())),
+    Case("loading", "tokenizer_config.json names BertTokenizer", _checkpoint(_edit_json(
+        "tokenizer_config.json", lambda c: c.update(tokenizer_class="BertTokenizer")))),
+    Case("loading", "threshold NaN", _checkpoint(_edit_json(
+        "vitopic.json", lambda m: m.update(thresholds=[0.5, float("nan"), 0.5])))),
+    Case("loading", "threshold 1.5", _checkpoint(_edit_json(
+        "vitopic.json", lambda m: m.update(thresholds=[0.5, 1.5, 0.5])))),
+    Case("loading", "duplicate labels", _checkpoint(_edit_json(
+        "vitopic.json", lambda m: m.update(labels=["gaza", "gaza", "nato"])))),
+    Case("loading", "max_length 2", _checkpoint(_edit_json(
+        "vitopic.json", lambda m: m.update(max_length=2)))),
+    Case("loading", "max_length 100,000", _checkpoint(_edit_json(
+        "vitopic.json", lambda m: m.update(max_length=100_000)))),
+    Case("loading", "shard index naming a pickle", _checkpoint(_shard_index("weights.bin"))),
+    Case("loading", "shard index naming ../../../../etc/passwd",
+         _checkpoint(_shard_index("../../../../etc/passwd"))),
+    Case("loading", "vocab.txt a link out of the checkpoint", _checkpoint(_link_out("vocab.txt"))),
     Case("loading", "path that does not exist", _load("/nonexistent/dir/model")),
+    Case("loading", "Hub id '../x'", _load("../x")),
+    Case("loading", "Hub id with a space", _load("org name/model")),
     Case("loading", "Hub id not in the offline cache", _load("vitopic-test/not-cached")),
 ]
 
@@ -196,10 +389,11 @@ def outcome(case: Case, ctx: Context) -> str:
     """What happened, with temporary paths masked so the text is stable."""
     try:
         value = case.run(ctx)
-        result = str(value) if case.area == "data" else f"accepted: {value}"
+        result = str(value) if case.area in ("data", "cli", "text") else f"accepted: {value}"
     except Exception as err:  # the point is to record whatever happens
         result = f"{type(err).__name__}: {str(err).splitlines()[0]}"
-    return result.replace(str(ctx.tmp), "<tmp>").replace(str(DATA), "<data>")
+    return result.replace(str(ctx.tmp), "<tmp>").replace(str(DATA), "<data>").replace(
+        str(ctx.model_dir), "<model>").replace(str(TINY), "<tiny.yaml>")
 
 
 _RESULTS: dict[int, str] = {}
@@ -237,8 +431,12 @@ def test_case(index, tmp_path, classifier, trained_dir):
     _RESULTS[index] = result
     assert "WITH SCORES OUTSIDE" not in result
     assert not result.startswith(("RuntimeError", "IndexError", "KeyError", "AttributeError")), result
-    if case.area in ("config", "loading"):
-        assert result.startswith(("ConfigError", "CheckpointError")), result
+    if case.area == "loading":
+        assert result.startswith("CheckpointError"), result
+    if case.area == "config":
+        assert result.startswith(("ConfigError", "accepted: accepted")), result
+    if case.area == "cli":
+        assert result.startswith("exit 2: error: "), result
     if case.area == "config" and result.startswith("ConfigError"):
         assert ": " in result and ("config.yaml" in result or "nope.yaml" in result
                                    or "<command line>" in result)

@@ -110,3 +110,37 @@ def test_prepare_is_idempotent_on_vietnamese_like_text(words):
     for backend in ("pyvi", "underthesea"):
         once = prepare([s], backend)
         assert prepare(once, backend) == once
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("Quân đội <Israel tấn công Gaza> hôm nay", "Quân đội <Israel tấn công Gaza> hôm nay"),
+    ("x&lt;y và z&gt;w", "x<y và z>w"),
+    ("giá <a và b> nhé", "giá <a và b> nhé"),
+    ('<img alt="Ảnh: Gaza" src=x.jpg/> Kiev <br> nhận </p >', "Kiev nhận"),
+    ("&lt;b&gt;Viện trợ&lt;/b&gt; <!-- ghi chú --> mới", "Viện trợ mới"),
+    ("mở <!-- không đóng", "mở <!-- không đóng"),
+])
+def test_only_real_markup_is_stripped(raw, expected):
+    assert normalize(raw) == expected
+    assert normalize(expected) == expected
+
+
+def test_lone_surrogates_are_refused_with_their_index():
+    with pytest.raises(ValueError, match=r"texts\[1\]: lone surrogate '\\ud800' at character 5"):
+        prepare(["Kiev", "Gaza \ud800"], "pyvi")
+
+
+def test_lines_break_only_at_newlines():
+    assert text.split_lines("a\fb\u2028c\r\nd\re\nf") == ["a\fb\u2028c", "d", "e", "f"]
+    assert split_sentences("Một câu.\u2029Hai câu.\fvẫn hai") == ["Một câu.", "Hai câu.\fvẫn hai"]
+
+
+@pytest.mark.parametrize("adversarial", ["A. " * 100_000, "<!-- " * 100_000, '<a x="' * 100_000,
+                                         "&amp;" * 100_000, "<p>" * 100_000])
+def test_text_steps_stay_linear_on_adversarial_input(adversarial):
+    import time
+
+    start = time.perf_counter()
+    split_sentences(adversarial)
+    normalize(adversarial)
+    assert time.perf_counter() - start < 5  # quadratic would take minutes at this size

@@ -3,88 +3,55 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
+from vitopic import __version__
 from vitopic.config import DEFAULT_LABELS, SEGMENTERS, load_config
 from vitopic.data import DataError
 from vitopic.errors import VitopicError
-
-
-def _read_inputs(args: argparse.Namespace) -> list[str]:
-    """Texts from arguments, from --input (plain lines or JSONL with `text`), or from stdin."""
-    if args.texts:
-        return list(args.texts)
-    if args.input:
-        lines = Path(args.input).read_text(encoding="utf-8-sig").splitlines()
-    else:
-        lines = sys.stdin.read().splitlines()
-    texts = []
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        if line.lstrip().startswith("{"):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{args.input or '<stdin>'}:{lineno}: invalid JSON ({err.msg})") \
-                    from err
-            if not isinstance(row.get("text"), str):
-                raise DataError(f"{args.input or '<stdin>'}:{lineno}: missing string 'text'")
-            texts.append(row["text"])
-        else:
-            texts.append(line)
-    return texts
-
-
-def _rows(texts: list[str], predictions) -> Iterator[dict]:
-    for text, p in zip(texts, predictions, strict=True):
-        yield {"text": text, "labels": p.labels,
-               "scores": {k: round(v, 4) for k, v in p.scores.items()}}
+from vitopic.options import BACKENDS, SPLITS
+from vitopic.prediction_io import FORMATS
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from vitopic.recipes import train_recipe
 
     cfg = load_config(args.config, args.overrides)
-    train_recipe(cfg, resume=args.resume, overwrite=args.overwrite)
+    train_recipe(cfg, resume=args.resume, overwrite=args.overwrite, verbose=args.verbose)
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from vitopic.predict import TopicClassifier
+    from vitopic.prediction_io import (
+        output_format,
+        prediction_row,
+        read_records,
+        write_atomically,
+        write_rows,
+    )
 
-    texts = _read_inputs(args)
-    clf = TopicClassifier.from_pretrained(args.model, revision=args.revision,
-                                          segmenter=args.segmenter)
-    predictions = clf.predict(texts, batch_size=args.batch_size, threshold=args.threshold,
-                              progress=bool(args.input))
-    rows = list(_rows(texts, predictions))
+    if args.texts and args.input:
+        raise DataError("give texts as arguments or --input FILE, not both")
+    fmt = output_format(args.output, args.format)  # a bad --output fails before any work
+    field = args.text_field
+    records = [{field: t} for t in args.texts] if args.texts else read_records(args.input, field)
+    clf = TopicClassifier.from_pretrained(args.model, revision=args.revision, device=args.device,
+                                          segmenter=args.segmenter, backend=args.backend)
+    predictions = clf.predict([r[field] for r in records], batch_size=args.batch_size,
+                              threshold=args.threshold, split=args.split,
+                              progress=bool(args.input) and not args.quiet)
+    rows = (prediction_row(r, p, args.top_k, args.pieces)
+            for r, p in zip(records, predictions, strict=True))
     if args.output:
-        path = Path(args.output)
-        fmt = args.format or ("csv" if path.suffix == ".csv" else "jsonl")
-        tmp = path.with_name(f".{path.name}.tmp")  # renamed into place only when complete
-        try:
-            with open(tmp, "w", encoding="utf-8", newline="") as f:
-                if fmt == "csv":
-                    writer = csv.writer(f)
-                    writer.writerow(["text", "labels", *clf.labels])
-                    for r in rows:
-                        writer.writerow([r["text"], ";".join(r["labels"]),
-                                         *(r["scores"][lab] for lab in clf.labels)])
-                else:
-                    f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        print(f"wrote {len(rows)} predictions to {path}", file=sys.stderr)
+        count = write_atomically(Path(args.output), rows, fmt, clf.labels, field)
+        if not args.quiet:
+            print(f"wrote {count} predictions to {args.output}", file=sys.stderr)
     else:
-        for r in rows:
-            print(json.dumps(r, ensure_ascii=False))
+        write_rows(rows, fmt, clf.labels, sys.stdout, field)
     return 0
 
 
@@ -129,13 +96,39 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _probability(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {value!r}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vitopic", description=__doc__)
+    parser = _Parser(prog="vitopic", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"vitopic {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="fine-tune from a YAML config")
     p.add_argument("--config", required=True)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--verbose", action="store_true",
+                   help="Trainer's own progress bars and raw log dicts, beside vitopic's lines")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a previous run of another config in output.dir")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides")
@@ -143,13 +136,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="label texts with a trained model")
     p.add_argument("--model", required=True, help="checkpoint dir or Hub id")
-    p.add_argument("--revision")
-    p.add_argument("--input", help="plain text (one per line) or JSONL with a 'text' field")
-    p.add_argument("--output", help="write JSONL or CSV here instead of stdout")
-    p.add_argument("--format", choices=["jsonl", "csv"])
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--threshold", type=float)
+    p.add_argument("--revision", help="Hub branch, tag or commit")
+    p.add_argument("--input", help="a file: plain text (one per line), JSONL with a text field, "
+                   "or CSV with a header (.csv); default: stdin")
+    p.add_argument("--text-field", default="text", help="the JSONL/CSV field holding the text")
+    p.add_argument("--output", help="write here (.jsonl or .csv) instead of stdout, atomically")
+    p.add_argument("--format", choices=FORMATS, help="jsonl (default), csv or table")
+    p.add_argument("--backend", default="torch", choices=BACKENDS)
+    p.add_argument("--device", help="cpu (default), cuda, cuda:1, mps")
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--threshold", type=_probability, help="one threshold for every label (multi_label)")
+    p.add_argument("--split", default="sentence", choices=SPLITS,
+                   help="score each sentence and aggregate (default), or each input whole")
+    p.add_argument("--top-k", type=_positive_int, help="keep only the K highest scores per row")
+    p.add_argument("--pieces", action="store_true", help="add per-sentence scores to each row")
     p.add_argument("--segmenter", choices=SEGMENTERS, help="override the saved segmenter")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
     p.add_argument("texts", nargs="*")
     p.set_defaults(func=cmd_predict)
 
@@ -157,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--out", help="directory for eval-*.json and plots (default: the model dir)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("baseline", help="TF-IDF + logistic regression, and keyword rules")
@@ -193,11 +195,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every failure is one line on stderr (VITOPIC_DEBUG=1: the traceback)."""
     args = build_parser().parse_args(argv)
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # "Loading weights" on every command says nothing
     try:
         return args.func(args)
-    except (VitopicError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if os.environ.get("VITOPIC_DEBUG"):
+            raise
+        expected = isinstance(err, VitopicError | OSError | ValueError | TypeError)
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        prefix = "" if isinstance(err, VitopicError) else f"{type(err).__name__}: "
+        hint = "" if expected else " (unexpected: rerun with VITOPIC_DEBUG=1 and report it)"
+        print(f"error: {prefix}{message}{hint}", file=sys.stderr)
         return 2
 
 

@@ -18,7 +18,7 @@ from vitopic.errors import VitopicError
 DEFAULT_LABELS = ("ukraine_aid", "gaza", "nato")
 SEGMENTERS = ("rdrsegmenter", "underthesea", "pyvi", "none")
 PHOBERT_MAX_LENGTH = 256
-_FLOAT_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+MIN_MAX_LENGTH = 8  # <s> and </s> take two positions; a piece must leave room for some text
 
 
 class ConfigError(VitopicError, ValueError):
@@ -188,8 +188,9 @@ def _validate(cfg: Config, source: str, check_files: bool) -> None:
     require(t.save_total_limit > 0, "training.save_total_limit", "must be > 0")
     require(t.early_stopping_patience is None or t.early_stopping_patience > 0,
             "training.early_stopping_patience", "must be > 0 or null")
-    require(0 < cfg.text.max_length <= PHOBERT_MAX_LENGTH, "text.max_length",
-            f"must be in 1..{PHOBERT_MAX_LENGTH} (PhoBERT has 258 positions)")
+    require(MIN_MAX_LENGTH <= cfg.text.max_length <= PHOBERT_MAX_LENGTH, "text.max_length",
+            f"must be in {MIN_MAX_LENGTH}..{PHOBERT_MAX_LENGTH} (PhoBERT has 258 positions; "
+            "<s> and </s> take two)")
     m = cfg.model
     require(m.hidden_size % m.num_attention_heads == 0, "model.hidden_size",
             "must be divisible by model.num_attention_heads")
@@ -225,14 +226,28 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# YAML 1.1 reads 2e-3 (no dot) as a string; read every exponent form as a float, as YAML 1.2 does.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\d[\d_]*\.?[\d_]*|\.\d[\d_]*)[eE][-+]?\d+$"),
+    list("-+0123456789."))
+
+
+def _read_yaml(text: str, source: str, key: str) -> Any:
+    """Parse with `_UniqueKeyLoader`; a ConfigError at `source`/`key` on any YAML problem."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except _DuplicateKeyError as err:
+        raise ConfigError(source, err.key, f"given twice (line {err.line})") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(source, key, f"not valid YAML: {str(err).splitlines()[0]}") from err
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Split `a.b=value` into (["a", "b"], parsed YAML value)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError("<command line>", text, "override must look like key.sub=value")
-    value = yaml.safe_load(raw) if raw.strip() else None
-    if isinstance(value, str) and _FLOAT_RE.fullmatch(value):
-        value = float(value)  # YAML 1.1 reads 2e-3 (no dot) as a string
+    value = _read_yaml(raw, "<command line>", key.strip()) if raw.strip() else None
     return key.strip().split("."), value
 
 
@@ -248,11 +263,11 @@ def load_config(
         if not path.is_file():
             raise ConfigError(source, "<file>", "config file not found")
         try:
-            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
-        except _DuplicateKeyError as err:
-            raise ConfigError(source, err.key, f"given twice (line {err.line})") from err
-        except yaml.YAMLError as err:
-            raise ConfigError(source, "<yaml>", f"not valid YAML: {err}") from err
+            text = path.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise ConfigError(source, "<file>", f"not UTF-8 text (byte 0x{err.object[err.start]:02x}"
+                              f" at offset {err.start}); re-save it as UTF-8") from err
+        data = _read_yaml(text, source, "<yaml>") or {}
         if not isinstance(data, dict):
             raise ConfigError(source, "<root>", "must be a mapping of sections")
     for override in overrides:

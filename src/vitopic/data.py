@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from vitopic.errors import VitopicError
+from vitopic.text import split_lines, surrogate_at
 
 
 class DataError(VitopicError, ValueError):
@@ -25,54 +26,91 @@ class Example:
 
 
 def read_jsonl(
-    path: str | Path, labels: list[str] | tuple[str, ...], require_nfc: bool = False
+    path: str | Path, labels: list[str] | tuple[str, ...] | None, require_nfc: bool = False
 ) -> list[Example]:
     """Read and validate one labeled JSONL file. A UTF-8 BOM and CRLF endings are accepted.
 
     Text is normalised to NFC; with `require_nfc`, text that is not NFC is an error instead.
+    `labels=None` accepts any label (check them later with `check_labels`).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    known = set(labels)
     examples: list[Example] = []
     seen_ids: dict[str, int] = {}
-    with open(path, encoding="utf-8-sig", newline=None) as f:
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{where}: invalid JSON ({err.msg})") from err
-            if not isinstance(row, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            text = row.get("text")
-            if not isinstance(text, str):
-                raise DataError(f"{where}: missing or non-string 'text'")
-            if not text.strip():
-                raise DataError(f"{where}: empty 'text'")
-            if require_nfc and not unicodedata.is_normalized("NFC", text):
-                raise DataError(f"{where}: text is not Unicode NFC")
-            row_labels = row.get("labels")
-            if not isinstance(row_labels, list) or not all(isinstance(x, str) for x in row_labels):
-                raise DataError(f"{where}: 'labels' must be a list of strings")
-            unknown = sorted(set(row_labels) - known)
-            if unknown:
-                raise DataError(f"{where}: unknown label(s) {unknown}; known: {sorted(known)}")
-            ex_id = row.get("id", f"{path.stem}-{lineno}")
-            if not isinstance(ex_id, str | int) or isinstance(ex_id, bool):
-                raise DataError(f"{where}: 'id' must be a string or integer")
-            ex_id = str(ex_id)
-            if ex_id in seen_ids:
-                raise DataError(f"{where}: duplicate id {ex_id!r} (first on line {seen_ids[ex_id]})")
-            seen_ids[ex_id] = lineno
-            examples.append(Example(ex_id, unicodedata.normalize("NFC", text),
-                                    tuple(dict.fromkeys(row_labels)), lineno))
+    for lineno, raw in enumerate(read_lines(path, DataError), start=1):
+        if not raw.strip():
+            continue
+        where = f"{path}:{lineno}"
+        row = parse_json_line(raw, where)
+        if not isinstance(row, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        text = row.get("text")
+        if not isinstance(text, str):
+            raise DataError(f"{where}: missing or non-string 'text'")
+        if not text.strip():
+            raise DataError(f"{where}: empty 'text'")
+        if (at := surrogate_at(text)) >= 0:
+            raise DataError(f"{where}: 'text' holds a lone surrogate at character {at} "
+                            "(not valid Unicode)")
+        if require_nfc and not unicodedata.is_normalized("NFC", text):
+            raise DataError(f"{where}: text is not Unicode NFC")
+        row_labels = row.get("labels")
+        if not isinstance(row_labels, list) or not all(isinstance(x, str) for x in row_labels):
+            raise DataError(f"{where}: 'labels' must be a list of strings")
+        if labels is not None:
+            _check_row_labels(row_labels, labels, where)
+        ex_id = row.get("id", f"{path.stem}-{lineno}")
+        if not isinstance(ex_id, str | int) or isinstance(ex_id, bool):
+            raise DataError(f"{where}: 'id' must be a string or integer")
+        ex_id = str(ex_id)
+        if ex_id in seen_ids:
+            raise DataError(f"{where}: duplicate id {ex_id!r} (first on line {seen_ids[ex_id]})")
+        seen_ids[ex_id] = lineno
+        examples.append(Example(ex_id, unicodedata.normalize("NFC", text),
+                                tuple(dict.fromkeys(row_labels)), lineno))
     if not examples:
         raise DataError(f"{path}: no examples (the file is empty)")
     return examples
+
+
+def _check_row_labels(row_labels: list[str] | tuple[str, ...], labels: list[str] | tuple[str, ...],
+                      where: str) -> None:
+    unknown = sorted(set(row_labels) - set(labels))
+    if unknown:
+        raise DataError(f"{where}: unknown label(s) {unknown}; known: {sorted(labels)}")
+
+
+def check_labels(examples: list[Example], labels: list[str] | tuple[str, ...], path: str | Path
+                 ) -> None:
+    """DataError at the first example (file:line) whose labels are not all in `labels`."""
+    for ex in examples:
+        _check_row_labels(ex.labels, labels, f"{path}:{ex.line}")
+
+
+def read_lines(path: Path, error: type[VitopicError]) -> list[str]:
+    """The lines of a UTF-8 text file (BOM and CRLF accepted; only \\n, \\r\\n, \\r end a line),
+    or `error` naming the file: missing, a directory, or not UTF-8."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError as err:
+        raise error(f"{path}: file not found") from err
+    except IsADirectoryError as err:
+        raise error(f"{path}: is a directory, expected a file") from err
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
+                    f"{err.start}); re-save it as UTF-8") from err
+    lines = split_lines(text)
+    return lines[:-1] if lines and not lines[-1] else lines
+
+
+def parse_json_line(line: str, where: str) -> object:
+    """One JSON value, or a DataError at `where` (also for over-long numbers and deep nesting)."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{where}: invalid JSON ({err.msg})") from err
+    except (ValueError, RecursionError) as err:  # int over 4,300 digits; nesting too deep
+        raise DataError(f"{where}: unreadable JSON ({str(err).split(';')[0] or 'nested too deeply'})"
+                        ) from err
 
 
 def multi_hot(examples: list[Example], labels: list[str] | tuple[str, ...]) -> np.ndarray:

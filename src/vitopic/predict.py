@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, get_args, overload
+from typing import overload
 
 import numpy as np
 import torch
@@ -16,10 +17,9 @@ from transformers import AutoTokenizer
 from vitopic.checkpoint import CheckpointError, Metadata, load_model, open_checkpoint, resolve
 from vitopic.export import INT8_FILE, ONNX_FILE
 from vitopic.modeling import decide, label_scores, scores_from_logits
-from vitopic.text import prepare, split_sentences
+from vitopic.options import BACKENDS, SPLITS, Backend, Split
+from vitopic.text import check_unicode, prepare, split_sentences
 
-Backend = Literal["torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8"]
-BACKENDS: tuple[str, ...] = get_args(Backend)
 Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -36,8 +36,9 @@ class Prediction:
     """The topics of one input.
 
     `labels` are those at or above their threshold; `scores` holds every label's probability.
-    For inputs longer than the model's limit, `pieces` holds the per-sentence (or per-window)
-    detail and `scores` is the maximum over the pieces. `empty` is True when the input held no
+    An input of several sentences is scored sentence by sentence (a sentence over the model's
+    limit in overlapping windows): `pieces` holds that detail, `scores` is the maximum over the
+    pieces and `labels` those any piece reached. `empty` is True when the input held no
     text (empty, whitespace or markup only): then there are no labels and every score is 0.
     """
 
@@ -45,6 +46,10 @@ class Prediction:
     scores: dict[str, float]
     pieces: list[Piece] = field(default_factory=list)
     empty: bool = False
+
+    def to_dict(self) -> dict:
+        """Plain lists, dicts, floats and bools: what `json.dumps` accepts."""
+        return asdict(self)
 
 
 class TopicClassifier:
@@ -78,6 +83,7 @@ class TopicClassifier:
         """
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {list(BACKENDS)}")
+        device = resolve_device(device)  # before anything is downloaded or loaded
         directory = resolve(name_or_path, revision)
         metadata = open_checkpoint(directory)
         tokenizer = AutoTokenizer.from_pretrained(
@@ -96,27 +102,23 @@ class TopicClassifier:
 
     @overload
     def predict(self, texts: str, batch_size: int = ..., threshold: float | None = ...,
-                progress: bool = ...) -> Prediction: ...
+                progress: bool = ..., split: Split = ...) -> Prediction: ...
     @overload
     def predict(self, texts: Sequence[str], batch_size: int = ...,
-                threshold: float | None = ..., progress: bool = ...) -> list[Prediction]: ...
+                threshold: float | None = ..., progress: bool = ...,
+                split: Split = ...) -> list[Prediction]: ...
 
-    def predict(self, texts, batch_size=32, threshold=None, progress=False):
+    def predict(self, texts, batch_size=32, threshold=None, progress=False, split="sentence"):
         """Label one text (returns a Prediction) or a list of texts (returns a list, same order).
 
         `threshold` overrides the tuned per-label thresholds with one value for every label.
-        Raises TypeError naming the index of any non-`str` input.
+        `split="none"` scores each input as one piece (windows only past the length limit).
+        Raises TypeError naming the index of any non-`str` input, ValueError for invalid text.
         """
         single = isinstance(texts, str)
         items = _validate_inputs(texts)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if threshold is not None and self.metadata.mode != "multi_label":
-            raise ValueError("threshold applies to multi_label models; a single_label model "
-                             "picks its most probable class")
-        if threshold is not None and not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-        owners, pieces, texts_of = self._pieces(items)
+        _check_options(batch_size, threshold, split, self.metadata.mode)
+        owners, pieces, texts_of = self._pieces(items, split)
         scores = self._score(pieces, batch_size, progress)
         cuts = self.thresholds if threshold is None else np.full(len(self.labels), threshold)
         mode = self.metadata.mode
@@ -138,6 +140,16 @@ class TopicClassifier:
                                        if on], self._as_dict(doc), detail))
         return results[0] if single else results
 
+    __call__ = predict  # like `pipeline(...)(texts)` and SetFit's `model(texts)`
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 32,
+                      split: Split = "sentence") -> np.ndarray:
+        """(len(texts), len(labels)) array of each label's probability (`Prediction.scores`)."""
+        predictions = self.predict(list(_validate_inputs(texts)), batch_size=batch_size,
+                                   split=split)
+        return np.array([[p.scores[lab] for lab in self.labels] for p in predictions],
+                        dtype=np.float64).reshape(len(predictions), len(self.labels))
+
     def _as_dict(self, row: np.ndarray) -> dict[str, float]:
         return {label: float(p) for label, p in zip(self.labels, row, strict=True)}
 
@@ -147,31 +159,24 @@ class TopicClassifier:
             return []
         return self.tokenizer(prepared, add_special_tokens=False, verbose=False)["input_ids"]
 
-    def _pieces(self, items: list[str]) -> tuple[np.ndarray, list[list[int]], list[str]]:
+    def _pieces(self, items: list[str], split: Split = "sentence"
+                ) -> tuple[np.ndarray, list[list[int]], list[str]]:
         """Token-id pieces that fit the model, and the input each belongs to.
 
-        An input over the limit is split into sentences; a sentence still over it into
-        overlapping windows.
+        Each input is split into sentences first (the unit the model learned from, and what
+        keeps long inputs linear); a piece still over the limit becomes overlapping windows.
         """
         room = self.max_length - 2
+        units = [(i, unit) for i, text in enumerate(items)
+                 for unit in (split_sentences(text) if split == "sentence" else [text])]
         owners: list[int] = []
         pieces: list[list[int]] = []
         texts: list[str] = []
-        for i, (text, ids) in enumerate(zip(items, self._encode(items), strict=True)):
-            if not ids:
-                continue
-            if len(ids) <= room:
+        for (i, unit), ids in zip(units, self._encode([u for _, u in units]), strict=True):
+            for window in _windows(ids, room) if ids else []:
                 owners.append(i)
-                pieces.append(ids)
-                texts.append(text)
-                continue
-            sentences = split_sentences(text)
-            for sentence, sent_ids in zip(sentences, self._encode(sentences), strict=True):
-                for window in _windows(sent_ids, room) if sent_ids else []:
-                    owners.append(i)
-                    pieces.append(window)
-                    texts.append(sentence if len(window) == len(sent_ids)
-                                 else self.tokenizer.decode(window))
+                pieces.append(window)
+                texts.append(unit if len(window) == len(ids) else self.tokenizer.decode(window))
         return np.asarray(owners, dtype=np.int64), pieces, texts
 
     def _score(self, pieces: list[list[int]], batch_size: int, progress: bool) -> np.ndarray:
@@ -195,11 +200,21 @@ class TopicClassifier:
         return out
 
 
+def _one_thread_after_fork() -> None:
+    """A forked child of a process that ran torch ops would hang in OpenMP's thread pool (libgomp
+    does not survive fork); run the child's torch single-threaded instead. Spawned processes
+    (multiprocessing "spawn", uvicorn workers, Ray) are unaffected and keep every thread."""
+    torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_one_thread_after_fork)
+
+
 class TorchRunner:
     """Logits from the PyTorch model under `inference_mode` (fp32, bf16 autocast or int8)."""
 
-    def __init__(self, model: torch.nn.Module, device: str | torch.device | None, backend: str):
-        self.device = torch.device(device or "cpu")
+    def __init__(self, model: torch.nn.Module, device: torch.device, backend: str):
+        self.device = device
         model = model.to(self.device).eval()
         if backend == "torch-int8":
             if self.device.type != "cpu":
@@ -215,6 +230,25 @@ class TorchRunner:
             logits = self.model(input_ids=torch.from_numpy(ids).to(self.device),
                                 attention_mask=torch.from_numpy(mask).to(self.device)).logits
         return logits.float().cpu().numpy()
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """A torch device that exists here ("cpu" by default), or a ValueError saying why not."""
+    try:
+        resolved = torch.device(device or "cpu")
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device {device!r} is not a torch device (e.g. 'cpu', 'cuda', "
+                         "'cuda:1', 'mps')") from err
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count()
+        if not count or (resolved.index is not None and resolved.index >= count):
+            raise ValueError(f"device {device!r} is not available: this machine has {count} "
+                             "CUDA device(s)")
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} is not available here")
+    elif resolved.type != "cpu":
+        raise ValueError(f"device {device!r}: vitopic runs on 'cpu', 'cuda' or 'mps'")
+    return resolved
 
 
 class OnnxRunner:
@@ -234,13 +268,28 @@ class OnnxRunner:
 
 def _validate_inputs(texts: object) -> list[str]:
     if isinstance(texts, str):
-        return [texts]
+        texts = [texts]
     if not isinstance(texts, Sequence):
         raise TypeError(f"texts must be a str or a list of str, got {type(texts).__name__}")
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
+    check_unicode(texts)
     return list(texts)
+
+
+def _check_options(batch_size: object, threshold: object, split: object, mode: str) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if threshold is not None:
+        if mode != "multi_label":
+            raise ValueError("threshold applies to multi_label models; a single_label model "
+                             "picks its most probable class")
+        if not isinstance(threshold, int | float) or isinstance(threshold, bool) \
+                or not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
 
 
 def _windows(ids: list[int], size: int) -> list[list[int]]:

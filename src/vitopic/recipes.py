@@ -8,7 +8,7 @@ from accelerate import PartialState
 
 from vitopic.baseline import KEYWORD_SUFFIX, TfidfBaseline, keyword_metrics
 from vitopic.config import Config
-from vitopic.data import read_jsonl
+from vitopic.data import check_labels, read_jsonl
 from vitopic.evaluation import evaluate_examples, format_metrics, quality_warnings, write_evaluation
 from vitopic.predict import TopicClassifier
 from vitopic.report import write_run_outputs
@@ -32,14 +32,15 @@ def run_baseline(cfg: Config, extra: list[str] | tuple[str, ...] = (),
     return results
 
 
-def train_recipe(cfg: Config, resume: bool = False, overwrite: bool = False) -> Path:
+def train_recipe(cfg: Config, resume: bool = False, overwrite: bool = False,
+                 verbose: bool = False) -> Path:
     """Train, save, reload the saved checkpoint to label the seed sentences, write the report.
 
     A model that loses to TF-IDF + LR on dev, or gives nearly all of dev one label set, is saved
     but flagged: the last line printed, report.md, the model card and metrics.json say so.
     """
     splits = Splits.load(cfg)
-    result = train(cfg, resume=resume, splits=splits, overwrite=overwrite)
+    result = train(cfg, resume=resume, splits=splits, overwrite=overwrite, verbose=verbose)
     if PartialState().is_main_process:
         seed_rows = None
         if splits.seed:
@@ -59,8 +60,9 @@ def train_recipe(cfg: Config, resume: bool = False, overwrite: bool = False) -> 
 
 def evaluate_recipe(model: str, data: str, out_dir: str | None, batch_size: int = 32) -> dict:
     """Evaluate a checkpoint on any labeled JSONL file; print metrics, write JSON and plots."""
+    examples = read_jsonl(data, None)  # a bad file fails before the model loads
     clf = TopicClassifier.from_pretrained(model)
-    examples = read_jsonl(data, clf.labels)
+    check_labels(examples, clf.labels, data)
     result, scores, targets, rows = evaluate_examples(clf, examples, batch_size, progress=True)
     print(format_metrics(Path(data).name, result))
     target = Path(out_dir) if out_dir else default_eval_dir(model)

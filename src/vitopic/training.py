@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
     PreTrainedTokenizerBase,
+    PrinterCallback,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -36,6 +38,7 @@ from vitopic.run_dir import (
     CONFIG_FILE,
     STAGING,
     TRAINER_DIR,
+    RunDirError,
     check_output_dir,
     clear_previous_run,
     locked,
@@ -99,6 +102,26 @@ class StopOnNonFiniteLoss(TrainerCallback):
                 "Lower training.learning_rate or try training.bf16=false")
 
 
+class EvaluationLog(TrainerCallback):
+    """One readable line per evaluation (step, epoch, losses, dev macro-F1, time), in place of
+    Trainer's raw dicts and progress bars (`verbose` keeps those)."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start, self.loss = time.monotonic(), float("nan")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        self.loss = logs.get("loss", self.loss)
+        tuned = logs.get(f"eval_{BEST_METRIC}")
+        if tuned is None or not state.is_world_process_zero:
+            return
+        print(f"step {state.global_step:>5}/{state.max_steps}  epoch {state.epoch or 0:5.2f}  "
+              f"loss {self.loss:.4f}  dev loss {logs.get('eval_loss', float('nan')):.4f}  "
+              f"dev macro-F1 {tuned:.3f} (tuned thresholds; "
+              f"{logs.get('eval_macro_f1_at_0.5', float('nan')):.3f} at 0.5)  "
+              f"{time.monotonic() - self.start:5.0f} s", flush=True)
+
+
 def pos_weight_from(targets: np.ndarray) -> torch.Tensor:
     """negatives / positives for each label (1 where a label has no positives)."""
     positives = targets.sum(0)
@@ -140,7 +163,7 @@ def _compute_metrics(cfg: Config):
     return compute
 
 
-def training_arguments(cfg: Config) -> TrainingArguments:
+def training_arguments(cfg: Config, verbose: bool = False) -> TrainingArguments:
     t = cfg.training
     every = "steps" if t.eval_steps else "epoch"
     return TrainingArguments(
@@ -167,6 +190,7 @@ def training_arguments(cfg: Config) -> TrainingArguments:
         metric_for_best_model=BEST_METRIC,
         greater_is_better=True,
         report_to="none",
+        disable_tqdm=not verbose,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),
@@ -194,7 +218,7 @@ class TrainResult:
 
 
 def train(cfg: Config, resume: bool = False, splits: Splits | None = None,
-          overwrite: bool = False) -> TrainResult:
+          overwrite: bool = False, verbose: bool = False) -> TrainResult:
     """Fine-tune per `cfg`, tune thresholds on dev, and save a checkpoint into `output.dir`.
 
     Every process computes; only the main process writes, holding the directory's lock. The
@@ -206,11 +230,11 @@ def train(cfg: Config, resume: bool = False, splits: Splits | None = None,
     check_output_dir(out, cfg.to_dict(), resume, overwrite)
     checkpoint = _last_checkpoint(out) if resume else None
     with locked(out) if state.is_main_process else nullcontext():
-        return _train(cfg, state, out, checkpoint, splits or Splits.load(cfg))
+        return _train(cfg, state, out, checkpoint, splits or Splits.load(cfg), verbose)
 
 
 def _train(cfg: Config, state: PartialState, out: Path, checkpoint: str | None,
-           splits: Splits) -> TrainResult:
+           splits: Splits, verbose: bool) -> TrainResult:
     labels, mode = cfg.data.labels, cfg.model.mode
     base = fetch_base_model(cfg.model.name_or_path, cfg.model.revision) \
         if cfg.model.name_or_path else None
@@ -224,11 +248,13 @@ def _train(cfg: Config, state: PartialState, out: Path, checkpoint: str | None,
         data = {name: encode(cfg, tokenizer, texts[name], targets[name]) for name in texts}
         use_pos_weight = cfg.training.pos_weight and mode == "multi_label"
         callbacks: list[TrainerCallback] = [StopOnNonFiniteLoss()]
+        if not verbose:
+            callbacks.append(EvaluationLog())
         if cfg.training.early_stopping_patience:
             callbacks.append(EarlyStoppingCallback(cfg.training.early_stopping_patience))
         trainer = TopicTrainer(
             model=model,
-            args=training_arguments(cfg),
+            args=training_arguments(cfg, verbose),
             train_dataset=data["train"],
             eval_dataset=data["dev"],
             processing_class=tokenizer,
@@ -237,6 +263,8 @@ def _train(cfg: Config, state: PartialState, out: Path, checkpoint: str | None,
             callbacks=callbacks,
             pos_weight=pos_weight_from(targets["train"]) if use_pos_weight else None,
         )
+        if not verbose:
+            trainer.remove_callback(PrinterCallback)  # raw dicts; EvaluationLog prints instead
         if state.is_main_process:
             if checkpoint:
                 print(f"resuming from {checkpoint}")
@@ -281,5 +309,5 @@ def _last_checkpoint(out: Path) -> str:
                          if (p / "trainer_state.json").is_file()),
                         key=lambda p: int(p.name.split("-")[-1]))
     if not candidates:
-        raise FileNotFoundError(f"--resume: no checkpoint to resume from in {out / TRAINER_DIR}")
+        raise RunDirError(f"--resume: no checkpoint to resume from in {out / TRAINER_DIR}")
     return str(candidates[-1])
