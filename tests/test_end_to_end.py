@@ -1,14 +1,13 @@
 """config -> train -> save -> reload -> predict, on the shipped corpus with the tiny config."""
 
 import json
-import subprocess
-import sys
 
 import yaml
 from conftest import ROOT
 from transformers import pipeline
 
 from vitopic import TopicClassifier
+from vitopic.cli import main
 from vitopic.modelcard import validate_card
 
 LABELS = ["ukraine_aid", "gaza", "nato"]
@@ -85,22 +84,18 @@ def test_model_card(trained_dir):
         assert phrase in card, phrase
 
 
-def test_cli_evaluate_on_a_labeled_file(trained_dir, tmp_path):
-    run = subprocess.run([sys.executable, "-m", "vitopic.cli", "evaluate", "--model",
-                          str(trained_dir), "--data", str(ROOT / "training/data/test.jsonl"),
-                          "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
-    assert run.returncode == 0, run.stderr
-    assert "macro-F1" in run.stdout
+def test_cli_evaluate_on_a_labeled_file(trained_dir, tmp_path, capsys):
+    assert main(["evaluate", "--model", str(trained_dir), "--data",
+                 str(ROOT / "training/data/test.jsonl"), "--out", str(tmp_path)]) == 0
+    assert "macro-F1" in capsys.readouterr().out
     assert (tmp_path / "eval-test.json").is_file() and (tmp_path / "plots/pr-test.png").is_file()
 
 
-def test_cli_errors_are_one_line(tmp_path):
+def test_cli_errors_are_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("training:\n  batch_size: 0\n")
-    run = subprocess.run([sys.executable, "-m", "vitopic.cli", "train", "--config", str(bad)],
-                         capture_output=True, text=True, cwd=ROOT)
-    assert run.returncode == 2
-    assert run.stderr.strip() == f"error: {bad}: training.batch_size: must be > 0, got 0"
+    assert main(["train", "--config", str(bad)]) == 2
+    assert capsys.readouterr().err == f"error: {bad}: training.batch_size: must be > 0, got 0\n"
 
 
 def test_from_pretrained_on_the_run_dir_equals_the_fixture(trained_dir, classifier):

@@ -198,8 +198,8 @@ def _train_into(prepare_dir: Callable[[Path], None], *overrides: str, resume: bo
     def run(ctx: Context) -> object:
         out = ctx.tmp / "out"
         prepare_dir(out)
-        train(load_config(TINY, [f"data.dir={DATA}", f"output.dir={out}", *overrides]),
-              resume=resume)
+        given = [o.replace("{tmp}", str(ctx.tmp)) for o in overrides]
+        train(load_config(TINY, [f"data.dir={DATA}", f"output.dir={out}", *given]), resume=resume)
         return "trained"
 
     return run
@@ -345,6 +345,9 @@ CASES = [
     Case("run dir", "output.dir holds other files",
          _train_into(lambda out: (out.mkdir(), (out / "README.md").write_text("project")))),
     Case("run dir", "--resume with nothing to resume", _train_into(lambda out: None, resume=True)),
+    Case("run dir", "a 1-row training file", _train_into(
+        lambda out: (out.parent / "one.jsonl").write_text(ROW + "\n"),
+        "data.train_file={tmp}/one.jsonl")),
     Case("loading", "pickle-only weights", _checkpoint(_to_pickle)),
     Case("loading", "vitopic.json missing (unfinished run)",
          _checkpoint(lambda d: (d / "vitopic.json").unlink())),

@@ -58,7 +58,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from vitopic.recipes import evaluate_recipe
 
-    evaluate_recipe(args.model, args.data, args.out, args.batch_size)
+    evaluate_recipe(args.model, args.data, args.out, args.batch_size, args.split)
     return 0
 
 
@@ -119,6 +119,11 @@ def _probability(value: str) -> float:
     return number
 
 
+def _add_split(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--split", default="sentence", choices=SPLITS,
+                   help="score each sentence and aggregate (default), or each input whole")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vitopic", description=__doc__)
     parser.add_argument("--version", action="version", version=f"vitopic {__version__}")
@@ -146,8 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu (default), cuda, cuda:1, mps")
     p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--threshold", type=_probability, help="one threshold for every label (multi_label)")
-    p.add_argument("--split", default="sentence", choices=SPLITS,
-                   help="score each sentence and aggregate (default), or each input whole")
+    _add_split(p)
     p.add_argument("--top-k", type=_positive_int, help="keep only the K highest scores per row")
     p.add_argument("--pieces", action="store_true", help="add per-sentence scores to each row")
     p.add_argument("--segmenter", choices=SEGMENTERS, help="override the saved segmenter")
@@ -160,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--out", help="directory for eval-*.json and plots (default: the model dir)")
     p.add_argument("--batch-size", type=_positive_int, default=32)
+    _add_split(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("baseline", help="TF-IDF + logistic regression, and keyword rules")

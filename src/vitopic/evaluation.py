@@ -10,16 +10,18 @@ import numpy as np
 
 from vitopic.data import Example, multi_hot
 from vitopic.metrics import multilabel_metrics
+from vitopic.options import Split
 from vitopic.plots import plot_pr_curves
 from vitopic.predict import TopicClassifier
 
 
 def evaluate_examples(
-    clf: TopicClassifier, examples: list[Example], batch_size: int = 32, progress: bool = False
+    clf: TopicClassifier, examples: list[Example], batch_size: int = 32, progress: bool = False,
+    split: Split = "sentence",
 ) -> tuple[dict, np.ndarray, np.ndarray, list[dict]]:
     """Metrics (with the classifier's own thresholds), scores, targets and per-example rows."""
     predictions = clf.predict([ex.text for ex in examples], batch_size=batch_size,
-                              progress=progress)
+                              progress=progress, split=split)
     labels = clf.labels
     scores = np.array([[p.scores[lab] for lab in labels] for p in predictions])
     decided = np.array([[lab in p.labels for lab in labels] for p in predictions])

@@ -10,6 +10,7 @@ from vitopic.baseline import KEYWORD_SUFFIX, TfidfBaseline, keyword_metrics
 from vitopic.config import Config
 from vitopic.data import check_labels, read_jsonl
 from vitopic.evaluation import evaluate_examples, format_metrics, quality_warnings, write_evaluation
+from vitopic.options import Split
 from vitopic.predict import TopicClassifier
 from vitopic.report import write_run_outputs
 from vitopic.training import Splits, train
@@ -58,12 +59,14 @@ def train_recipe(cfg: Config, resume: bool = False, overwrite: bool = False,
     return result.output_dir
 
 
-def evaluate_recipe(model: str, data: str, out_dir: str | None, batch_size: int = 32) -> dict:
+def evaluate_recipe(model: str, data: str, out_dir: str | None, batch_size: int = 32,
+                    split: Split = "sentence") -> dict:
     """Evaluate a checkpoint on any labeled JSONL file; print metrics, write JSON and plots."""
     examples = read_jsonl(data, None)  # a bad file fails before the model loads
     clf = TopicClassifier.from_pretrained(model)
     check_labels(examples, clf.labels, data)
-    result, scores, targets, rows = evaluate_examples(clf, examples, batch_size, progress=True)
+    result, scores, targets, rows = evaluate_examples(clf, examples, batch_size, progress=True,
+                                                      split=split)
     print(format_metrics(Path(data).name, result))
     target = Path(out_dir) if out_dir else default_eval_dir(model)
     path = write_evaluation(target, Path(data).stem, clf, result, scores, targets, rows)

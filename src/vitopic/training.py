@@ -28,7 +28,7 @@ from vitopic.base_model import BaseModel, fetch_base_model
 from vitopic.bpe import learn_phobert_tokenizer
 from vitopic.checkpoint import Metadata
 from vitopic.config import Config, save_config
-from vitopic.data import Example, multi_hot, read_jsonl
+from vitopic.data import DataError, Example, multi_hot, read_jsonl
 from vitopic.errors import VitopicError
 from vitopic.evaluation import evaluate_examples
 from vitopic.metrics import multilabel_metrics, tune_thresholds
@@ -47,6 +47,7 @@ from vitopic.run_dir import (
 from vitopic.text import prepare
 
 BEST_METRIC = "macro_f1_tuned"  # dev macro-F1 at thresholds tuned on that evaluation
+MIN_TRAIN_EXAMPLES = 10
 
 
 @dataclass
@@ -65,7 +66,21 @@ class Splits:
         def read(name: str | None) -> list[Example] | None:
             return read_jsonl(d.path(name), d.labels) if name else None
 
-        return cls(read(d.train_file), read(d.dev_file), read(d.test_file), read(d.seed_file))
+        splits = cls(read(d.train_file), read(d.dev_file), read(d.test_file), read(d.seed_file))
+        splits.check(cfg)
+        return splits
+
+    def check(self, cfg: Config) -> None:
+        """Enough data to learn from: DataError naming the file otherwise, before any training."""
+        train_path = cfg.data.path(cfg.data.train_file)
+        if len(self.train) < MIN_TRAIN_EXAMPLES:
+            raise DataError(f"{train_path}: {len(self.train)} example(s); training needs at "
+                            f"least {MIN_TRAIN_EXAMPLES}")
+        counts = multi_hot(self.train, cfg.data.labels).sum(0)
+        missing = [lab for lab, n in zip(cfg.data.labels, counts, strict=True) if not n]
+        if missing:
+            raise DataError(f"{train_path}: no example of label(s) {missing}; the model cannot "
+                            "learn a label it never sees")
 
 
 class TopicTrainer(Trainer):
@@ -107,7 +122,7 @@ class EvaluationLog(TrainerCallback):
     Trainer's raw dicts and progress bars (`verbose` keeps those)."""
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.start, self.loss = time.monotonic(), float("nan")
+        self.start, self.loss = time.monotonic(), None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
@@ -115,8 +130,9 @@ class EvaluationLog(TrainerCallback):
         tuned = logs.get(f"eval_{BEST_METRIC}")
         if tuned is None or not state.is_world_process_zero:
             return
+        loss = "-" if self.loss is None else f"{self.loss:.4f}"  # none logged yet
         print(f"step {state.global_step:>5}/{state.max_steps}  epoch {state.epoch or 0:5.2f}  "
-              f"loss {self.loss:.4f}  dev loss {logs.get('eval_loss', float('nan')):.4f}  "
+              f"loss {loss:>6}  dev loss {logs.get('eval_loss', float('nan')):.4f}  "
               f"dev macro-F1 {tuned:.3f} (tuned thresholds; "
               f"{logs.get('eval_macro_f1_at_0.5', float('nan')):.3f} at 0.5)  "
               f"{time.monotonic() - self.start:5.0f} s", flush=True)
