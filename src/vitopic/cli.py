@@ -58,7 +58,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from vitopic.recipes import evaluate_recipe
 
-    evaluate_recipe(args.model, args.data, args.out, args.batch_size, args.split)
+    if args.save and not args.tune_thresholds:
+        raise DataError("--save writes thresholds tuned with --tune-thresholds; give both")
+    evaluate_recipe(args.model, args.data, args.out, args.batch_size, args.split,
+                    errors=args.errors, tune=args.tune_thresholds, save=args.save,
+                    update_card=args.update_card)
     return 0
 
 
@@ -165,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="directory for eval-*.json and plots (default: the model dir)")
     p.add_argument("--batch-size", type=_positive_int, default=32)
     _add_split(p)
+    p.add_argument("--errors", type=int, default=0, metavar="N",
+                   help="print the first N wrong predictions")
+    p.add_argument("--tune-thresholds", action="store_true",
+                   help="also tune thresholds on this file and print the metrics at them")
+    p.add_argument("--save", action="store_true",
+                   help="with --tune-thresholds: write them into the model's vitopic.json")
+    p.add_argument("--update-card", action="store_true",
+                   help="add this result to the model card (README.md) and metrics.json")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("baseline", help="TF-IDF + logistic regression, and keyword rules")

@@ -7,12 +7,15 @@ from pathlib import Path
 from accelerate import PartialState
 
 from vitopic.baseline import KEYWORD_SUFFIX, TfidfBaseline, keyword_metrics
+from vitopic.checkpoint import METADATA_FILE, CheckpointError
 from vitopic.config import Config
 from vitopic.data import check_labels, read_jsonl
 from vitopic.evaluation import evaluate_examples, format_metrics, quality_warnings, write_evaluation
+from vitopic.metrics import multilabel_metrics, tune_thresholds
+from vitopic.modeling import decide
 from vitopic.options import Split
 from vitopic.predict import TopicClassifier
-from vitopic.report import write_run_outputs
+from vitopic.report import update_model_card, write_run_outputs
 from vitopic.training import Splits, train
 
 
@@ -60,17 +63,49 @@ def train_recipe(cfg: Config, resume: bool = False, overwrite: bool = False,
 
 
 def evaluate_recipe(model: str, data: str, out_dir: str | None, batch_size: int = 32,
-                    split: Split = "sentence") -> dict:
-    """Evaluate a checkpoint on any labeled JSONL file; print metrics, write JSON and plots."""
+                    split: Split = "sentence", errors: int = 0, tune: bool = False,
+                    save: bool = False, update_card: bool = False) -> dict:
+    """Evaluate a checkpoint on any labeled JSONL file; print metrics, write JSON and plots.
+
+    `errors`: print that many wrong predictions. `tune`: also tune thresholds on this file (and
+    with `save`, write them into the local checkpoint's vitopic.json). `update_card`: add the
+    result to the local checkpoint's model card.
+    """
+    if (save or update_card) and not Path(model).is_dir():
+        raise CheckpointError(f"{model}: --save and --update-card change a local checkpoint "
+                              "directory; download it first")
     examples = read_jsonl(data, None)  # a bad file fails before the model loads
     clf = TopicClassifier.from_pretrained(model)
     check_labels(examples, clf.labels, data)
+    if tune and clf.metadata.mode != "multi_label":
+        raise CheckpointError(f"{model}: --tune-thresholds applies to multi_label models")
+    name = Path(data).stem
     result, scores, targets, rows = evaluate_examples(clf, examples, batch_size, progress=True,
                                                       split=split)
     print(format_metrics(Path(data).name, result))
     target = Path(out_dir) if out_dir else default_eval_dir(model)
-    path = write_evaluation(target, Path(data).stem, clf, result, scores, targets, rows)
-    print(f"wrote {path} and {target / 'plots' / f'pr-{Path(data).stem}.png'}")
+    path = write_evaluation(target, name, clf, result, scores, targets, rows)
+    print(f"wrote {path} and {target / 'plots' / f'pr-{name}.png'}")
+    wrong = [r for r in rows if set(r["predicted"]) != set(r["labels"])]
+    for r in wrong[:errors]:
+        print(f"  [{r['id']}] gold {','.join(r['labels']) or '-'}  predicted "
+              f"{','.join(r['predicted']) or '-'}  {r['scores']}  {r['text']}")
+    if errors and len(wrong) > errors:
+        print(f"  ... {len(wrong) - errors} more wrong predictions in {path}")
+    if tune:
+        cuts = tune_thresholds(scores, targets)
+        retuned = multilabel_metrics(decide(scores, "multi_label", cuts), targets, clf.labels)
+        print("thresholds tuned on this file: " + ", ".join(
+            f"{lab} {old:.2f} -> {new:.2f}" for lab, old, new in
+            zip(clf.labels, clf.thresholds, cuts, strict=True)))
+        print(format_metrics(f"{Path(data).name} at these thresholds (optimistic: tuned on it)",
+                             retuned))
+        if save:
+            clf.metadata.thresholds = [float(t) for t in cuts]
+            clf.metadata.save(model)
+            print(f"saved the new thresholds to {Path(model) / METADATA_FILE}")
+    if update_card:
+        print(f"updated {update_model_card(Path(model), Path(data).name, result)}")
     return result
 
 

@@ -16,6 +16,8 @@ from vitopic.modelcard import render_card
 from vitopic.plots import plot_losses, plot_pr_curves
 from vitopic.training import TrainResult
 
+EVALUATIONS = "evaluations"  # metrics.json key: `vitopic evaluate --update-card` results by file
+
 
 def write_run_outputs(cfg: Config, result: TrainResult, seed_rows: list[dict] | None,
                       baseline: dict | None = None, warnings: Sequence[str] = ()) -> dict[str, Path]:
@@ -37,7 +39,7 @@ def write_run_outputs(cfg: Config, result: TrainResult, seed_rows: list[dict] | 
     paths["metrics"] = out / METRICS_FILE
     paths["metrics"].write_text(json.dumps(metrics, indent=1, ensure_ascii=False), "utf-8")
 
-    alarm = f"**Warning: this model is not worth using: {'; '.join(warnings)}.**" if warnings else ""
+    alarm = _alarm(warnings)
     lines = [f"# Training report: {Path(cfg.output.dir).name}", "", *([alarm, ""] if alarm else []),
              f"Base model: `{cfg.model.name_or_path or 'from scratch (PhoBERT-shaped)'}`, "
              f"mode `{cfg.model.mode}`, segmenter `{cfg.text.segmenter}`.", "",
@@ -50,15 +52,40 @@ def write_run_outputs(cfg: Config, result: TrainResult, seed_rows: list[dict] | 
     lines += ["```", "", "![precision-recall](plots/pr-dev.png)", "", "![losses](plots/loss.png)"]
     if seed_rows:
         lines += ["", "## Seed sentences", "", "| text | gold | predicted |", "|---|---|---|"]
-        lines += [f"| {r['text'][:90]} | {', '.join(r['labels'])} | {', '.join(r['predicted'])} |"
+        lines += [f"| {_cell(r['text'])} | {', '.join(r['labels'])} | {', '.join(r['predicted'])} |"
                   for r in seed_rows]
     paths["report"] = out / "report.md"
     paths["report"].write_text("\n".join(lines) + "\n", "utf-8")
-    paths["card"] = out / "README.md"
-    extra = alarm + "\n\n" if alarm else ""
+    paths["card"] = _write_card(out, meta, results, baseline, warnings)
+    return paths
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell, whole (a `|` in it escaped)."""
+    return text.replace("|", "\\|")
+
+
+def _alarm(warnings: Sequence[str]) -> str:
+    return f"**Warning: this model is not worth using: {'; '.join(warnings)}.**" if warnings else ""
+
+
+def _write_card(out: Path, meta: Metadata, results: dict[str, dict], baseline: dict | None,
+                warnings: Sequence[str]) -> Path:
+    extra = _alarm(warnings) + "\n\n" if warnings else ""
     if baseline:
         extra += "Baselines on the same splits (macro-F1): " + "; ".join(
             f"{baseline_label(key)} {r['macro_f1']:.3f}" for key, r in baseline.items()) + "."
-    paths["card"].write_text(render_card(meta, results, Path(cfg.output.dir).name,
-                                         extra_metrics=extra), "utf-8")
-    return paths
+    path = out / "README.md"
+    path.write_text(render_card(meta, results, out.name, extra_metrics=extra), "utf-8")
+    return path
+
+
+def update_model_card(out: Path, name: str, result: dict) -> Path:
+    """Record an evaluation on file `name` in metrics.json (`evaluations`) and the model card."""
+    metrics_path = out / METRICS_FILE
+    metrics = json.loads(metrics_path.read_text("utf-8")) if metrics_path.is_file() else {}
+    metrics.setdefault(EVALUATIONS, {})[name] = result
+    metrics_path.write_text(json.dumps(metrics, indent=1, ensure_ascii=False), "utf-8")
+    results = {split: metrics[split] for split in ("dev", "test") if metrics.get(split)}
+    return _write_card(out, Metadata.load(out), {**results, **metrics[EVALUATIONS]},
+                       metrics.get("baseline"), metrics.get(QUALITY_WARNINGS, ()))
