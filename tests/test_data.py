@@ -112,3 +112,23 @@ def test_thresholds_prefer_0_5_unless_clearly_better():
     clear = np.array([[0.99]] * 6 + [[0.3]] * 4 + [[0.01]] * 10)
     assert tune_thresholds(clear, truth)[0] <= 0.3
     assert tune_thresholds(clear, np.zeros((20, 1))).tolist() == [0.5]
+
+
+def test_data_check_takes_labels_and_segmenter_from_a_config(tmp_path, capsys):
+    from vitopic.cli import main
+
+    for split in ("train", "dev", "test"):
+        rows = [line for line in (DATA / f"{split}.jsonl").read_text("utf-8").splitlines()
+                if "ukraine_aid" not in line][:20]
+        (tmp_path / f"{split}.jsonl").write_text("\n".join(rows) + "\n", "utf-8")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data:\n  dir: {tmp_path}\n  labels: [gaza, nato]\ntext:\n  segmenter: none\n")
+    assert main(["data", "check", "--config", str(config)]) == 0
+    header, train = capsys.readouterr().out.splitlines()[:2]
+    assert header.split() == ["split", "n", "gaza", "nato", "(none)", "(2+", "labels)"]
+    assert len(header) == len(train)  # right-aligned columns end together
+    with open(tmp_path / "dev.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"text": "Viện trợ cho Kiev", "labels": ["ukraine_aid"]}\n')
+    assert main(["data", "check", "--config", str(config)]) == 1
+    assert "unknown label(s) ['ukraine_aid']; known: ['gaza', 'nato']" in capsys.readouterr().out
+    assert main(["data", "check"]) == 2

@@ -80,7 +80,16 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 def cmd_data_check(args: argparse.Namespace) -> int:
     from vitopic.datacheck import check_corpus
 
-    report = check_corpus(args.dir, args.labels.split(","), args.segmenter)
+    if args.config:
+        cfg = load_config(args.config, check_files=False)
+        directory = args.dir or cfg.data.dir
+        labels, segmenter = args.labels or cfg.data.labels, args.segmenter or cfg.text.segmenter
+    elif args.dir:
+        directory, labels, segmenter = args.dir, args.labels or list(DEFAULT_LABELS), \
+            args.segmenter or "pyvi"
+    else:
+        raise DataError("data check needs a corpus directory or --config")
+    report = check_corpus(directory, labels, segmenter)
     print(report.format())
     return 1 if report.errors else 0
 
@@ -189,9 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="corpus tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     c = data_sub.add_parser("check", help="validate a corpus directory and print its counts")
-    c.add_argument("dir")
-    c.add_argument("--labels", default=",".join(DEFAULT_LABELS))
-    c.add_argument("--segmenter", default="pyvi", choices=SEGMENTERS)
+    c.add_argument("dir", nargs="?", help="the corpus directory (default: the config's data.dir)")
+    c.add_argument("--config", help="take data.dir, data.labels and text.segmenter from it")
+    c.add_argument("--labels", type=lambda v: v.split(","),
+                   help=f"comma-separated (default: the config's, else {','.join(DEFAULT_LABELS)})")
+    c.add_argument("--segmenter", choices=SEGMENTERS, help="default: the config's, else pyvi")
     c.set_defaults(func=cmd_data_check)
 
     p = sub.add_parser("push-to-hub", help="upload a checkpoint to the Hugging Face Hub")

@@ -60,11 +60,12 @@ class CheckReport:
     max_tokens: int = 0
 
     def format(self) -> str:
-        labels = sorted({k for c in self.counts.values() for k in c})
-        lines = ["split      n      " + "  ".join(f"{lab:>11}" for lab in labels)]
+        labels = list(dict.fromkeys(k for c in self.counts.values() for k in c))
+        width = max([11, *map(len, labels)])
+        lines = [f"{'split':<8} {'n':>5}  " + "  ".join(f"{lab:>{width}}" for lab in labels)]
         for split, counter in self.counts.items():
             lines.append(f"{split:<8} {self.sizes[split]:>5}  " +
-                         "  ".join(f"{counter[lab]:>11}" for lab in labels))
+                         "  ".join(f"{counter[lab]:>{width}}" for lab in labels))
         total = sum(self.sizes.values())
         lines += [
             f"total {total}; distinct-bigram ratio {self.distinct_bigram_ratio:.3f}; "
@@ -95,7 +96,8 @@ def check_corpus(directory: str | Path, labels: list[str], segmenter: str = "pyv
             report.errors.append(str(err))
     for split, examples in splits.items():
         report.sizes[split] = len(examples)
-        counter: Counter = Counter(lab for ex in examples for lab in ex.labels)
+        counter: Counter = Counter(dict.fromkeys(labels, 0))  # the labels' order, then the rest
+        counter.update(lab for ex in examples for lab in ex.labels)
         counter["(none)"] = sum(not ex.labels for ex in examples)
         counter["(2+ labels)"] = sum(len(ex.labels) >= 2 for ex in examples)
         report.counts[split] = counter
