@@ -9,6 +9,7 @@ import torch
 
 from vitopic.checkpoint import load_model, open_checkpoint
 from vitopic.config import PHOBERT_MAX_LENGTH
+from vitopic.quiet import quiet
 
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -34,7 +35,8 @@ def export_onnx(model_dir: str | Path, int8: bool = False) -> list[Path]:
     batch = torch.export.Dim("batch")
     seq = torch.export.Dim("seq", max=PHOBERT_MAX_LENGTH)
     out = directory / ONNX_FILE
-    with warnings.catch_warnings():
+    # torch.onnx lists the torchvision ops it skips; the exporter's warnings concern its internals.
+    with quiet("torch.onnx"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             _Logits(model), (example, torch.ones_like(example)), str(out),
@@ -47,6 +49,7 @@ def export_onnx(model_dir: str | Path, int8: bool = False) -> list[Path]:
     if int8:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(str(out), str(directory / INT8_FILE), weight_type=QuantType.QInt8)
+        with quiet(""):  # ONNX Runtime's advice to pre-process, logged on the root logger
+            quantize_dynamic(str(out), str(directory / INT8_FILE), weight_type=QuantType.QInt8)
         written.append(directory / INT8_FILE)
     return written

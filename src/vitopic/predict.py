@@ -18,6 +18,7 @@ from vitopic.checkpoint import CheckpointError, Metadata, load_model, open_check
 from vitopic.export import INT8_FILE, ONNX_FILE
 from vitopic.modeling import decide, label_scores, scores_from_logits
 from vitopic.options import BACKENDS, SPLITS, Backend, Split
+from vitopic.quiet import quiet
 from vitopic.text import check_unicode, prepare, split_sentences
 
 Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -219,8 +220,11 @@ class TorchRunner:
         if backend == "torch-int8":
             if self.device.type != "cpu":
                 raise ValueError("backend 'torch-int8' runs on the CPU only")
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear},
-                                                           dtype=torch.qint8)
+            # Deprecation notices of torch's dynamic quantisation, which issue 18 replaces.
+            with quiet(messages=("torch.ao.quantization is deprecated",
+                                 "torch.quantize_per_tensor")):
+                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear},
+                                                               dtype=torch.qint8)
         self.model = model
         self.bf16 = backend == "torch-bf16"
 
