@@ -80,8 +80,13 @@ def test_model_card(trained_dir):
     assert header["pipeline_tag"] == "text-classification"
     assert header["model-index"][0]["results"][0]["metrics"][0]["name"] == "macro F1"
     for phrase in ("Intended use", "word-segmented", "256", "never its stance",
-                   "2022–2025", 'pipeline("text-classification"', "TopicClassifier"):
+                   "2022–2025", 'pipeline("text-classification"', "TopicClassifier",
+                   "Dev scores are optimistic", "Hyper-parameters: `learning_rate` 0.001",
+                   "`model.hidden_size` 64", "Sentences: train 6,995, dev 873, test 872, seed 8",
+                   "the checkpoint kept is from step", "transformers 5."):
         assert phrase in card, phrase
+    training = json.loads((trained_dir / "metrics.json").read_text())["training"]
+    assert training["steps"] == 700 and training["versions"]["torch"].startswith("2.13")
 
 
 def test_cli_evaluate_on_a_labeled_file(trained_dir, tmp_path, capsys):

@@ -88,9 +88,22 @@ def _metrics_table(results: dict[str, dict], labels: list[str]) -> str:
     return "\n".join(rows)
 
 
+def _training_section(training: dict | None) -> str:
+    if not training:
+        return "Not recorded for this checkpoint."
+    sizes = ", ".join(f"{split} {n:,}" for split, n in training["data_sizes"].items())
+    hyper = ", ".join(f"`{key}` {value}" for key, value in training["hyperparameters"].items())
+    versions = ", ".join(f"{name} {v}" for name, v in training["versions"].items())
+    best = f"; the checkpoint kept is from step {training['best_step']}" \
+        if training.get("best_step") is not None else ""
+    return (f"Sentences: {sizes or 'not recorded'}. {training['steps']:,} optimiser steps{best} "
+            f"(best dev macro-F1 at tuned thresholds).\n\nHyper-parameters: {hyper}.\n\n"
+            f"Software: {versions}.")
+
+
 def render_card(meta: Metadata, results: dict[str, dict], model_name: str,
                 repo_id: str | None = None, license_override: str | None = None,
-                extra_metrics: str = "", data_note: str = "") -> str:
+                extra_metrics: str = "", data_note: str = "", training: dict | None = None) -> str:
     """The README.md written beside the weights."""
     license_id = model_license(meta.base_model, license_override)
     metadata = card_metadata(meta, results, model_name, license_override)
@@ -108,6 +121,7 @@ def render_card(meta: Metadata, results: dict[str, dict], model_name: str,
         segmenter=meta.segmenter,
         max_length=meta.max_length,
         metrics_table=_metrics_table(results, meta.labels),
+        training=_training_section(training),
         extra_metrics=extra_metrics,
         data_note=data_note or "The training corpus was written for the project; real news is "
                                "more varied, so expect lower scores on it than on the test split.",

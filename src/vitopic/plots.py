@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.metrics import precision_recall_curve
+from sklearn.metrics import average_precision_score, precision_recall_curve
 
 
 def plot_pr_curves(
@@ -20,7 +20,8 @@ def plot_pr_curves(
     fig, axes = plt.subplots(1, len(labels), figsize=(4 * len(labels), 4), squeeze=False)
     for ax, j, label in zip(axes[0], range(len(labels)), labels, strict=True):
         truth = references[:, j].astype(bool)
-        ax.set_title(label)
+        ap = f"AP {average_precision_score(truth, scores[:, j]):.3f}, " if truth.any() else ""
+        ax.set_title(f"{label} ({ap}{int(truth.sum())} of {len(truth)} positive)", fontsize=10)
         ax.set_xlabel("recall")
         ax.set_ylabel("precision")
         ax.set_xlim(0, 1.02)
@@ -43,9 +44,13 @@ def plot_pr_curves(
     return Path(path)
 
 
-def plot_losses(log_history: list[dict], path: str | Path) -> Path:
-    """Training and evaluation loss against the global step, from `Trainer.state.log_history`."""
+def plot_losses(log_history: list[dict], path: str | Path, best_step: int | None = None) -> Path:
+    """Training and evaluation loss against the global step, from `Trainer.state.log_history`,
+    with the step of the checkpoint kept marked."""
     fig, ax = plt.subplots(figsize=(6, 4))
+    ax.set_title("training and dev loss")
+    if best_step is not None:
+        ax.axvline(best_step, color="grey", linestyle="--", label=f"model kept (step {best_step})")
     for key, name in (("loss", "train"), ("eval_loss", "eval")):
         points = [(row["step"], row[key]) for row in log_history if key in row]
         if points:

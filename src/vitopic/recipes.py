@@ -52,7 +52,10 @@ def train_recipe(cfg: Config, resume: bool = False, overwrite: bool = False,
             seed_rows = evaluate_examples(clf, splits.seed)[3]
         baseline = run_baseline(cfg, splits=splits)
         warnings = quality_warnings(result.dev, result.dev_rows, baseline.get("dev"))
-        write_run_outputs(cfg, result, seed_rows, baseline=baseline, warnings=warnings)
+        sizes = {name: len(getattr(splits, name)) for name in ("train", "dev", "test", "seed")
+                 if getattr(splits, name)}
+        write_run_outputs(cfg, result, seed_rows, baseline=baseline, warnings=warnings,
+                          data_sizes=sizes)
         for name, metrics in (("dev", result.dev), ("test", result.test)):
             if metrics:
                 print(format_metrics(name, metrics))

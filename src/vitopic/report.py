@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,10 +18,12 @@ from vitopic.plots import plot_losses, plot_pr_curves
 from vitopic.training import TrainResult
 
 EVALUATIONS = "evaluations"  # metrics.json key: `vitopic evaluate --update-card` results by file
+TRAINING = "training"  # metrics.json key: hyper-parameters, data sizes, versions (for the card)
 
 
 def write_run_outputs(cfg: Config, result: TrainResult, seed_rows: list[dict] | None,
-                      baseline: dict | None = None, warnings: Sequence[str] = ()) -> dict[str, Path]:
+                      baseline: dict | None = None, warnings: Sequence[str] = (),
+                      data_sizes: dict[str, int] | None = None) -> dict[str, Path]:
     """Write the run's report files into `output.dir`; return their paths."""
     out = result.output_dir
     meta = Metadata.load(out)
@@ -31,11 +34,12 @@ def write_run_outputs(cfg: Config, result: TrainResult, seed_rows: list[dict] | 
         "pr_curves": plot_pr_curves(result.dev_scores, result.dev_targets, meta.labels,
                                     np.asarray(result.thresholds), plots / "pr-dev.png",
                                     "precision-recall on dev"),
-        "losses": plot_losses(result.log_history, plots / "loss.png"),
+        "losses": plot_losses(result.log_history, plots / "loss.png", result.best_step),
     }
+    training = training_facts(cfg, result, data_sizes)
     metrics = {"thresholds": dict(zip(meta.labels, meta.thresholds, strict=False)), **results,
                "seed_predictions": seed_rows or [], "baseline": baseline,
-               QUALITY_WARNINGS: list(warnings)}
+               QUALITY_WARNINGS: list(warnings), TRAINING: training}
     paths["metrics"] = out / METRICS_FILE
     paths["metrics"].write_text(json.dumps(metrics, indent=1, ensure_ascii=False), "utf-8")
 
@@ -56,8 +60,24 @@ def write_run_outputs(cfg: Config, result: TrainResult, seed_rows: list[dict] | 
                   for r in seed_rows]
     paths["report"] = out / "report.md"
     paths["report"].write_text("\n".join(lines) + "\n", "utf-8")
-    paths["card"] = _write_card(out, meta, results, baseline, warnings)
+    paths["card"] = _write_card(out, meta, results, baseline, warnings, training)
     return paths
+
+
+def training_facts(cfg: Config, result: TrainResult, data_sizes: dict[str, int] | None) -> dict:
+    """What the card states about a run: hyper-parameters, data sizes, steps, versions."""
+    t, m = cfg.training, cfg.model
+    hyper = {key: getattr(t, key) for key in ("learning_rate", "batch_size", "epochs",
+                                              "max_steps", "warmup_ratio", "weight_decay",
+                                              "early_stopping_patience", "pos_weight", "bf16",
+                                              "seed")}
+    if not m.name_or_path:
+        hyper.update({f"model.{key}": getattr(m, key) for key in (
+            "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")})
+    versions = {name: importlib.metadata.version(name)
+                for name in ("vitopic", "transformers", "torch", "datasets", "tokenizers")}
+    return {"hyperparameters": hyper, "data_sizes": data_sizes or {}, "steps": result.steps,
+            "best_step": result.best_step, "versions": versions}
 
 
 def _cell(text: str) -> str:
@@ -70,13 +90,14 @@ def _alarm(warnings: Sequence[str]) -> str:
 
 
 def _write_card(out: Path, meta: Metadata, results: dict[str, dict], baseline: dict | None,
-                warnings: Sequence[str]) -> Path:
+                warnings: Sequence[str], training: dict | None) -> Path:
     extra = _alarm(warnings) + "\n\n" if warnings else ""
     if baseline:
         extra += "Baselines on the same splits (macro-F1): " + "; ".join(
             f"{baseline_label(key)} {r['macro_f1']:.3f}" for key, r in baseline.items()) + "."
     path = out / "README.md"
-    path.write_text(render_card(meta, results, out.name, extra_metrics=extra), "utf-8")
+    path.write_text(render_card(meta, results, out.name, extra_metrics=extra, training=training),
+                    "utf-8")
     return path
 
 
@@ -88,4 +109,5 @@ def update_model_card(out: Path, name: str, result: dict) -> Path:
     metrics_path.write_text(json.dumps(metrics, indent=1, ensure_ascii=False), "utf-8")
     results = {split: metrics[split] for split in ("dev", "test") if metrics.get(split)}
     return _write_card(out, Metadata.load(out), {**results, **metrics[EVALUATIONS]},
-                       metrics.get("baseline"), metrics.get(QUALITY_WARNINGS, ()))
+                       metrics.get("baseline"), metrics.get(QUALITY_WARNINGS, ()),
+                       metrics.get(TRAINING))

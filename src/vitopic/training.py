@@ -231,6 +231,8 @@ class TrainResult:
     dev_scores: np.ndarray
     dev_targets: np.ndarray
     dev_rows: list[dict]  # per-sentence predictions, as `vitopic evaluate` writes them
+    steps: int = 0  # optimiser steps taken
+    best_step: int | None = None  # the checkpoint kept (best dev macro-F1 at tuned thresholds)
 
 
 def train(cfg: Config, resume: bool = False, splits: Splits | None = None,
@@ -313,7 +315,8 @@ def _train(cfg: Config, state: PartialState, out: Path, checkpoint: str | None,
         metadata.save(out)
     state.wait_for_everyone()
     return TrainResult(out, list(metadata.thresholds), dev, test, trainer.state.log_history,
-                       dev_scores, targets["dev"], dev_rows)
+                       dev_scores, targets["dev"], dev_rows, trainer.state.global_step,
+                       trainer.state.best_global_step)
 
 
 def _last_checkpoint(out: Path) -> str:
