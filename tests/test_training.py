@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 import torch
+import yaml
 from accelerate import PartialState
 from conftest import DATA, ROOT, TINY, quick, tiny_overrides
 from transformers import Trainer, TrainingArguments
@@ -137,3 +138,12 @@ def test_a_diverging_run_stops_with_a_clear_error_and_saves_nothing(tmp_path, mo
     with pytest.raises(TrainingDivergedError, match="training loss became nan at step 20"):
         train(quick(out, "training.logging_steps=20"))
     assert not (out / "vitopic.json").exists() and not (out / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_model_license_reaches_the_card(tmp_path):
+    from vitopic.recipes import train_recipe
+
+    out = train_recipe(quick(tmp_path / "run", "model.license=apache-2.0"))
+    header = yaml.safe_load((out / "README.md").read_text("utf-8").split("---")[1])
+    assert header["license"] == "apache-2.0"

@@ -77,7 +77,7 @@ def training_facts(cfg: Config, result: TrainResult, data_sizes: dict[str, int] 
     versions = {name: importlib.metadata.version(name)
                 for name in ("vitopic", "transformers", "torch", "datasets", "tokenizers")}
     return {"hyperparameters": hyper, "data_sizes": data_sizes or {}, "steps": result.steps,
-            "best_step": result.best_step, "versions": versions}
+            "best_step": result.best_step, "versions": versions, "license": m.license}
 
 
 def _cell(text: str) -> str:
@@ -96,8 +96,8 @@ def _write_card(out: Path, meta: Metadata, results: dict[str, dict], baseline: d
         extra += "Baselines on the same splits (macro-F1): " + "; ".join(
             f"{baseline_label(key)} {r['macro_f1']:.3f}" for key, r in baseline.items()) + "."
     path = out / "README.md"
-    path.write_text(render_card(meta, results, out.name, extra_metrics=extra, training=training),
-                    "utf-8")
+    path.write_text(render_card(meta, results, out.name, extra_metrics=extra, training=training,
+                                license_override=(training or {}).get("license")), "utf-8")
     return path
 
 
