@@ -23,6 +23,7 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
+from transformers.utils import logging as transformers_logging
 
 from vitopic.base_model import BaseModel, fetch_base_model
 from vitopic.bpe import learn_phobert_tokenizer
@@ -247,8 +248,15 @@ def train(cfg: Config, resume: bool = False, splits: Splits | None = None,
     out = Path(cfg.output.dir)
     check_output_dir(out, cfg.to_dict(), resume, overwrite)
     checkpoint = _last_checkpoint(out) if resume else None
-    with locked(out) if state.is_main_process else nullcontext():
-        return _train(cfg, state, out, checkpoint, splits or Splits.load(cfg), verbose)
+    bars = transformers_logging.is_progress_bar_enabled()
+    if not verbose:
+        transformers_logging.disable_progress_bar()  # "Writing model shards" at every save
+    try:
+        with locked(out) if state.is_main_process else nullcontext():
+            return _train(cfg, state, out, checkpoint, splits or Splits.load(cfg), verbose)
+    finally:
+        if bars:
+            transformers_logging.enable_progress_bar()
 
 
 def _train(cfg: Config, state: PartialState, out: Path, checkpoint: str | None,
