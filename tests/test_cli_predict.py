@@ -125,6 +125,7 @@ def test_line_breaks_are_only_newlines_and_output_reads_back(trained_dir, tmp_pa
     assert [r["text"] for r in jsonl(again.read_text("utf-8"))] == [r["text"] for r in rows]
 
 
+@pytest.mark.slow
 def test_a_real_process_on_stdin_and_version(trained_dir):
     cmd = [sys.executable, "-m", "vitopic.cli"]
     done = subprocess.run([*cmd, "predict", "--model", str(trained_dir)], input=f"{GAZA}\n\nx\n",

@@ -204,6 +204,7 @@ def test_never_passes_trust_remote_code_true():
     assert sources.count("trust_remote_code=False") >= 3
 
 
+@pytest.mark.slow
 def test_loading_by_hub_id_from_the_cache_offline(trained_dir, tmp_path):
     repo_id = place_in_hub_cache(trained_dir, tmp_path / "hub", "vitopic-test/tiny-topics")
     code = (
