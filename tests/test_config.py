@@ -1,7 +1,8 @@
+import re
 from pathlib import Path
 
 import pytest
-from conftest import DATA, ROOT
+from conftest import DATA, ROOT, TINY
 
 from vitopic.config import Config, ConfigError, load_config
 
@@ -106,3 +107,34 @@ def test_phobert_config_headers_say_license_segmenter_and_cost():
         for needed in (f"vitopic train --config configs/{name}.yaml", f"License of the base model: "
                        f"{license_id}", "RDRSegmenter", "min per epoch", "peak RSS"):
             assert needed in header, (name, needed)
+
+
+def test_trainer_options_reach_training_arguments(tmp_path):
+
+    from vitopic.training import training_arguments
+
+    cfg = load_config(TINY, [f"output.dir={tmp_path}", "training.gradient_accumulation_steps=4",
+                             "training.lr_scheduler_type=cosine", "training.max_grad_norm=0.5",
+                             "training.group_by_length=true", "training.report_to=tensorboard",
+                             "training.dataloader_num_workers=2", "training.torch_compile=true"])
+    args = training_arguments(cfg)
+    assert args.gradient_accumulation_steps == 4 and args.max_grad_norm == 0.5
+    assert args.lr_scheduler_type.value == "cosine"
+    assert args.train_sampling_strategy == "group_by_length"
+    assert args.report_to == ["tensorboard"] and args.dataloader_num_workers == 2
+    assert args.torch_compile and not args.fp16
+    default = training_arguments(load_config(TINY, [f"output.dir={tmp_path}"]))
+    assert default.report_to == []
+    assert default.train_sampling_strategy == "random" and default.gradient_accumulation_steps == 1
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("training.gradient_accumulation_steps=0", "must be > 0"),
+    ("training.lr_scheduler_type=cosinus", "must be one of ['linear', 'cosine'"),
+    ("training.max_grad_norm=0", "must be > 0"),
+    ("training.report_to=wandb", "must be one of ['none', 'tensorboard']"),
+    ("training.dataloader_num_workers=-1", "must be >= 0"),
+])
+def test_trainer_options_are_checked(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, [override], check_files=False)

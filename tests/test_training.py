@@ -147,3 +147,22 @@ def test_model_license_reaches_the_card(tmp_path):
     out = train_recipe(quick(tmp_path / "run", "model.license=apache-2.0"))
     header = yaml.safe_load((out / "README.md").read_text("utf-8").split("---")[1])
     assert header["license"] == "apache-2.0"
+
+
+@pytest.mark.slow
+def test_gradient_accumulation_matches_the_larger_batch(tmp_path):
+    """Batch 8 x 2 accumulated steps follows batch 16: Trainer would not divide RoBERTa's loss
+    (its forward takes **kwargs), doubling the step and the logged loss."""
+    losses = {}
+    for accumulate in (1, 2):
+        result = train(quick(tmp_path / str(accumulate), f"training.batch_size={16 // accumulate}",
+                             f"training.gradient_accumulation_steps={accumulate}",
+                             "training.logging_steps=5", "training.max_steps=15"))
+        losses[accumulate] = [row["loss"] for row in result.log_history if "loss" in row]
+    assert np.allclose(losses[1], losses[2], rtol=0.02), losses
+
+
+@pytest.mark.slow
+def test_tensorboard_logs_offline(tmp_path):
+    train(quick(tmp_path / "run", "training.report_to=tensorboard"))
+    assert list((tmp_path / "run" / "checkpoints" / "runs").glob("*/events.out.tfevents.*"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import re
 import types
@@ -69,6 +70,10 @@ class TextConfig:
     max_length: int = PHOBERT_MAX_LENGTH
 
 
+Scheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+                    "constant_with_warmup", "inverse_sqrt", "cosine_with_min_lr"]
+
+
 @dataclass
 class TrainingConfig:
     """Optimisation settings, passed on to `transformers.TrainingArguments`."""
@@ -84,7 +89,15 @@ class TrainingConfig:
     pos_weight: bool = False
     early_stopping_patience: int | None = 3  # evaluations without a better dev macro-F1
     eval_steps: int | None = None  # evaluate and checkpoint every N steps; None: every epoch
-    bf16: bool = False
+    bf16: bool = False  # bf16 autocast (CPUs with AVX-512 bf16, Ampere+ GPUs)
+    fp16: bool = False  # fp16 mixed precision: CUDA only
+    gradient_accumulation_steps: int = 1  # effective batch = batch_size x this x processes
+    lr_scheduler_type: Scheduler = "linear"
+    max_grad_norm: float = 1.0  # gradient clipping
+    group_by_length: bool = False  # batches of similar lengths (less padding)
+    report_to: Literal["none", "tensorboard"] = "none"  # tensorboard: logs under checkpoints/runs
+    dataloader_num_workers: int = 0
+    torch_compile: bool = False
     logging_steps: int = 10
     save_total_limit: int = 2
 
@@ -186,6 +199,13 @@ def _validate(cfg: Config, source: str, check_files: bool) -> None:
     require(t.eval_steps is None or t.eval_steps > 0, "training.eval_steps", "must be > 0 or null")
     require(t.logging_steps > 0, "training.logging_steps", "must be > 0")
     require(t.save_total_limit > 0, "training.save_total_limit", "must be > 0")
+    require(t.gradient_accumulation_steps > 0, "training.gradient_accumulation_steps",
+            "must be > 0")
+    require(t.max_grad_norm > 0, "training.max_grad_norm", "must be > 0")
+    require(t.dataloader_num_workers >= 0, "training.dataloader_num_workers", "must be >= 0")
+    require(not (t.bf16 and t.fp16), "training.fp16", "choose one of training.bf16 and fp16")
+    require(t.report_to != "tensorboard" or importlib.util.find_spec("tensorboard") is not None,
+            "training.report_to", "tensorboard is not installed: pip install tensorboard")
     require(t.early_stopping_patience is None or t.early_stopping_patience > 0,
             "training.early_stopping_patience", "must be > 0 or null")
     require(MIN_MAX_LENGTH <= cfg.text.max_length <= PHOBERT_MAX_LENGTH, "text.max_length",

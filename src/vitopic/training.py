@@ -28,7 +28,7 @@ from transformers.utils import logging as transformers_logging
 from vitopic.base_model import BaseModel, fetch_base_model
 from vitopic.bpe import learn_phobert_tokenizer
 from vitopic.checkpoint import Metadata
-from vitopic.config import Config, save_config
+from vitopic.config import Config, ConfigError, save_config
 from vitopic.data import DataError, Example, multi_hot, read_jsonl
 from vitopic.errors import VitopicError
 from vitopic.evaluation import evaluate_examples
@@ -90,6 +90,10 @@ class TopicTrainer(Trainer):
     def __init__(self, *args, pos_weight: torch.Tensor | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.pos_weight = pos_weight
+        # RoBERTa's forward takes **kwargs, so Trainer assumes its loss is already normalised over
+        # the accumulated batches and does not divide it: with gradient accumulation the step
+        # would be N times too large. Neither loss here uses num_items_in_batch: let Trainer divide.
+        self.model_accepts_loss_kwargs = False
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.pos_weight is None:
@@ -195,6 +199,12 @@ def training_arguments(cfg: Config, verbose: bool = False) -> TrainingArguments:
         seed=t.seed,
         data_seed=t.seed,
         bf16=t.bf16,
+        fp16=t.fp16,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        lr_scheduler_type=t.lr_scheduler_type,
+        max_grad_norm=t.max_grad_norm,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        torch_compile=t.torch_compile,
         eval_strategy=every,
         save_strategy=every,
         eval_steps=t.eval_steps,
@@ -206,9 +216,9 @@ def training_arguments(cfg: Config, verbose: bool = False) -> TrainingArguments:
         load_best_model_at_end=True,
         metric_for_best_model=BEST_METRIC,
         greater_is_better=True,
-        report_to="none",
+        report_to=t.report_to,
         disable_tqdm=not verbose,
-        dataloader_num_workers=0,
+        dataloader_num_workers=t.dataloader_num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),
     )
@@ -244,6 +254,9 @@ def train(cfg: Config, resume: bool = False, splits: Splits | None = None,
     finished model replaces the previous one only at the end (`vitopic.json` last): a run that
     fails at any point leaves the previous model as it was (see `vitopic.run_dir`).
     """
+    if cfg.training.fp16 and not torch.cuda.is_available():
+        raise ConfigError(cfg.output.dir, "training.fp16", "needs a CUDA GPU, and none is "
+                          "visible here; on a CPU use training.bf16=true or neither")
     state = PartialState()
     out = Path(cfg.output.dir)
     check_output_dir(out, cfg.to_dict(), resume, overwrite)
