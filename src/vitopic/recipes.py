@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from accelerate import PartialState
-
 from vitopic.baseline import KEYWORD_SUFFIX, TfidfBaseline, keyword_metrics
 from vitopic.checkpoint import METADATA_FILE, CheckpointError
 from vitopic.config import Config
@@ -16,7 +14,7 @@ from vitopic.modeling import decide
 from vitopic.options import Split
 from vitopic.predict import TopicClassifier
 from vitopic.report import update_model_card, write_run_outputs
-from vitopic.training import Splits, train
+from vitopic.training import Splits, process_state, train
 
 
 def run_baseline(cfg: Config, extra: list[str] | tuple[str, ...] = (),
@@ -45,7 +43,7 @@ def train_recipe(cfg: Config, resume: bool = False, overwrite: bool = False,
     """
     splits = Splits.load(cfg)
     result = train(cfg, resume=resume, splits=splits, overwrite=overwrite, verbose=verbose)
-    if PartialState().is_main_process:
+    if process_state().is_main_process:
         seed_rows = None
         if splits.seed:
             clf = TopicClassifier.from_pretrained(result.output_dir)

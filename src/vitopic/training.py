@@ -219,6 +219,7 @@ def training_arguments(cfg: Config, verbose: bool = False) -> TrainingArguments:
         report_to=t.report_to,
         disable_tqdm=not verbose,
         dataloader_num_workers=t.dataloader_num_workers,
+        ddp_find_unused_parameters=False,  # every parameter is used: no extra pass, no warning
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),
     )
@@ -246,6 +247,13 @@ class TrainResult:
     best_step: int | None = None  # the checkpoint kept (best dev macro-F1 at tuned thresholds)
 
 
+def process_state() -> PartialState:
+    """This process's place in a (torchrun / accelerate) launch. On a CPU, accelerate sees the
+    launch only when told `cpu=True`, as Trainer's `use_cpu` does: without it every rank would
+    believe it is the main process, and all would write."""
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def train(cfg: Config, resume: bool = False, splits: Splits | None = None,
           overwrite: bool = False, verbose: bool = False) -> TrainResult:
     """Fine-tune per `cfg`, tune thresholds on dev, and save a checkpoint into `output.dir`.
@@ -257,9 +265,10 @@ def train(cfg: Config, resume: bool = False, splits: Splits | None = None,
     if cfg.training.fp16 and not torch.cuda.is_available():
         raise ConfigError(cfg.output.dir, "training.fp16", "needs a CUDA GPU, and none is "
                           "visible here; on a CPU use training.bf16=true or neither")
-    state = PartialState()
+    state = process_state()
     out = Path(cfg.output.dir)
-    check_output_dir(out, cfg.to_dict(), resume, overwrite)
+    if state.is_main_process:  # the one writer checks; other ranks would see its lock file
+        check_output_dir(out, cfg.to_dict(), resume, overwrite)
     checkpoint = _last_checkpoint(out) if resume else None
     bars = transformers_logging.is_progress_bar_enabled()
     if not verbose:
