@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 import unicodedata
@@ -132,3 +133,61 @@ def test_data_check_takes_labels_and_segmenter_from_a_config(tmp_path, capsys):
     assert main(["data", "check", "--config", str(config)]) == 1
     assert "unknown label(s) ['ukraine_aid']; known: ['gaza', 'nato']" in capsys.readouterr().out
     assert main(["data", "check"]) == 2
+
+
+def test_csv_and_saved_datasets_read_like_jsonl(tmp_path):
+    import csv
+
+    import datasets
+
+    from vitopic.config import load_config
+    from vitopic.data import read_examples
+    from vitopic.training import Splits
+
+    rows = read_jsonl(DATA / "dev.jsonl", LABELS)
+    with open(tmp_path / "dev.csv", "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "text", "labels"])
+        writer.writerows([ex.id, ex.text, ";".join(ex.labels)] for ex in rows)
+    datasets.Dataset.from_dict({"id": [ex.id for ex in rows], "text": [ex.text for ex in rows],
+                                "labels": [list(ex.labels) for ex in rows]}).save_to_disk(
+        str(tmp_path / "dev_ds"))
+    for name in ("dev.csv", "dev_ds"):
+        again = read_examples(tmp_path / name, LABELS)
+        assert [(e.id, e.text, e.labels) for e in again] == [(e.id, e.text, e.labels) for e in rows]
+    cfg = load_config(None, [f"data.dir={DATA}", f"data.dev_file={tmp_path / 'dev.csv'}",
+                             f"data.test_file={tmp_path / 'dev_ds'}"])
+    splits = Splits.load(cfg)
+    assert len(splits.dev) == len(splits.test) == len(rows)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("text,label\na,gaza\n", "x.csv:1: a CSV dataset needs 'text' and 'labels' columns"),
+    ("text,labels\na,gaza\nb,sport\n", "x.csv:3: unknown label(s) ['sport']"),
+    ("text,labels\na,gaza,extra\n", "x.csv:2: more fields than the header has"),
+    ("text,labels\n,gaza\n", "x.csv:2: empty 'text'"),
+])
+def test_csv_errors_name_file_and_line(tmp_path, content, message):
+    from vitopic.data import read_examples
+
+    (tmp_path / "x.csv").write_text(content, "utf-8")
+    with pytest.raises(DataError, match=re.escape(message)):
+        read_examples(tmp_path / "x.csv", LABELS)
+
+
+def test_saved_dataset_errors(tmp_path):
+    import datasets
+
+    from vitopic.data import read_examples
+
+    split = {"text": ["Kiev", "Gaza"], "labels": [["ukraine_aid"], ["sport"]]}
+    datasets.Dataset.from_dict(split).save_to_disk(str(tmp_path / "one"))
+    with pytest.raises(DataError, match=re.escape("one[row 1]: unknown label(s) ['sport']")):
+        read_examples(tmp_path / "one", LABELS)
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(split)}).save_to_disk(
+        str(tmp_path / "dict"))
+    with pytest.raises(DataError, match="a DatasetDict with splits \\['train'\\]"):
+        read_examples(tmp_path / "dict", LABELS)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="not a dataset saved with save_to_disk"):
+        read_examples(tmp_path / "empty", LABELS)

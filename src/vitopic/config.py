@@ -222,7 +222,7 @@ def _validate(cfg: Config, source: str, check_files: bool) -> None:
     if check_files:
         for key in ("train_file", "dev_file", "test_file", "seed_file"):
             name = getattr(cfg.data, key)
-            if name is not None and not cfg.data.path(name).is_file():
+            if name is not None and not cfg.data.path(name).exists():
                 require(False, f"data.{key}", f"file not found: {cfg.data.path(name)}")
 
 

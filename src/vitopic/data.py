@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +28,20 @@ class Example:
     line: int
 
 
+def read_examples(
+    path: str | Path, labels: list[str] | tuple[str, ...] | None, require_nfc: bool = False
+) -> list[Example]:
+    """Labeled examples from JSONL, CSV with a header (`text`, `labels` separated by `;`, an
+    optional `id`), or a `datasets` dataset saved with `save_to_disk` (a directory). Every error
+    names the file and line (or row); see `read_jsonl` for the checks."""
+    path = Path(path)
+    if path.is_dir():
+        return _examples(path, _dataset_rows(path), labels, require_nfc)
+    if path.suffix.lower() == ".csv":
+        return _examples(path, _csv_rows(path), labels, require_nfc)
+    return read_jsonl(path, labels, require_nfc)
+
+
 def read_jsonl(
     path: str | Path, labels: list[str] | tuple[str, ...] | None, require_nfc: bool = False
 ) -> list[Example]:
@@ -34,13 +51,53 @@ def read_jsonl(
     `labels=None` accepts any label (check them later with `check_labels`).
     """
     path = Path(path)
+    rows = ((n, f"{path}:{n}", line) for n, line in enumerate(read_lines(path, DataError), 1)
+            if line.strip())
+    return _examples(path, ((n, where, parse_json_line(line, where)) for n, where, line in rows),
+                     labels, require_nfc)
+
+
+Rows = Iterable[tuple[int, str, object]]  # (line or row number, where for errors, the row)
+
+
+def _csv_rows(path: Path) -> Rows:
+    reader = csv.DictReader(io.StringIO("\n".join(read_lines(path, DataError))))
+    if not {"text", "labels"} <= set(reader.fieldnames or []):
+        raise DataError(f"{path}:1: a CSV dataset needs 'text' and 'labels' columns, got "
+                        f"{reader.fieldnames}")
+    for row in reader:
+        where = f"{path}:{reader.line_num}"
+        if None in row:
+            raise DataError(f"{where}: more fields than the header has")
+        row["labels"] = [lab.strip() for lab in (row["labels"] or "").split(";") if lab.strip()]
+        if not row.get("id"):
+            row.pop("id", None)
+        yield reader.line_num, where, row
+
+
+def _dataset_rows(path: Path) -> Rows:
+    import datasets
+
+    try:
+        dataset = datasets.load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as err:
+        raise DataError(f"{path}: a directory, but not a dataset saved with save_to_disk "
+                        f"({str(err).splitlines()[0]})") from err
+    if isinstance(dataset, datasets.DatasetDict):
+        raise DataError(f"{path}: a DatasetDict with splits {list(dataset)}; name one split's "
+                        f"directory (e.g. {path / next(iter(dataset))})")
+    for i, row in enumerate(dataset):
+        if isinstance(row.get("labels"), str):
+            row["labels"] = [lab.strip() for lab in row["labels"].split(";") if lab.strip()]
+        yield i, f"{path}[row {i}]", row
+
+
+def _examples(path: Path, rows: Rows, labels: list[str] | tuple[str, ...] | None,
+              require_nfc: bool) -> list[Example]:
+    """Validate rows into examples; a DataError at the first bad one."""
     examples: list[Example] = []
     seen_ids: dict[str, int] = {}
-    for lineno, raw in enumerate(read_lines(path, DataError), start=1):
-        if not raw.strip():
-            continue
-        where = f"{path}:{lineno}"
-        row = parse_json_line(raw, where)
+    for lineno, where, row in rows:
         if not isinstance(row, dict):
             raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
         text = row.get("text")

@@ -7,7 +7,7 @@ from pathlib import Path
 from vitopic.baseline import KEYWORD_SUFFIX, TfidfBaseline, keyword_metrics
 from vitopic.checkpoint import METADATA_FILE, CheckpointError
 from vitopic.config import Config
-from vitopic.data import check_labels, read_jsonl
+from vitopic.data import check_labels, read_examples
 from vitopic.evaluation import evaluate_examples, format_metrics, quality_warnings, write_evaluation
 from vitopic.metrics import multilabel_metrics, tune_thresholds
 from vitopic.modeling import decide
@@ -25,7 +25,7 @@ def run_baseline(cfg: Config, extra: list[str] | tuple[str, ...] = (),
     labels = cfg.data.labels
     model = TfidfBaseline(labels, cfg.training.seed).fit(splits.train, splits.dev)
     named = {"dev": splits.dev, "test": splits.test,
-             **{Path(path).stem: read_jsonl(path, labels) for path in extra}}
+             **{Path(path).stem: read_examples(path, labels) for path in extra}}
     results = {}
     for name, examples in named.items():
         if examples:
@@ -75,7 +75,7 @@ def evaluate_recipe(model: str, data: str, out_dir: str | None, batch_size: int 
     if (save or update_card) and not Path(model).is_dir():
         raise CheckpointError(f"{model}: --save and --update-card change a local checkpoint "
                               "directory; download it first")
-    examples = read_jsonl(data, None)  # a bad file fails before the model loads
+    examples = read_examples(data, None)  # a bad file fails before the model loads
     clf = TopicClassifier.from_pretrained(model)
     check_labels(examples, clf.labels, data)
     if tune and clf.metadata.mode != "multi_label":

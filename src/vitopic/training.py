@@ -29,7 +29,7 @@ from vitopic.base_model import BaseModel, fetch_base_model
 from vitopic.bpe import learn_phobert_tokenizer
 from vitopic.checkpoint import Metadata
 from vitopic.config import Config, ConfigError, save_config
-from vitopic.data import DataError, Example, multi_hot, read_jsonl
+from vitopic.data import DataError, Example, multi_hot, read_examples
 from vitopic.errors import VitopicError
 from vitopic.evaluation import evaluate_examples
 from vitopic.metrics import multilabel_metrics, tune_thresholds
@@ -65,7 +65,7 @@ class Splits:
         d = cfg.data
 
         def read(name: str | None) -> list[Example] | None:
-            return read_jsonl(d.path(name), d.labels) if name else None
+            return read_examples(d.path(name), d.labels) if name else None
 
         splits = cls(read(d.train_file), read(d.dev_file), read(d.test_file), read(d.seed_file))
         splits.check(cfg)
