@@ -166,3 +166,11 @@ def test_gradient_accumulation_matches_the_larger_batch(tmp_path):
 def test_tensorboard_logs_offline(tmp_path):
     train(quick(tmp_path / "run", "training.report_to=tensorboard"))
     assert list((tmp_path / "run" / "checkpoints" / "runs").glob("*/events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+def test_the_gpu_device_check_script_runs(tmp_path):
+    done = subprocess.run([sys.executable, "benchmarks/device_check.py", "--smoke", "--device",
+                           "cpu"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "training: 4 steps" in done.stdout and "prediction: 64 sentences" in done.stdout
