@@ -97,7 +97,8 @@ def base_checkpoint(directory: Path = BASE_CACHE) -> Path:
 
 def ensure_onnx(directory: Path) -> None:
     """Export model.onnx and model.int8.onnx next to the checkpoint unless both exist."""
-    from vitopic.export import INT8_FILE, ONNX_FILE, export_onnx
+    from vitopic.checkpoint import INT8_FILE, ONNX_FILE
+    from vitopic.export import export_onnx
 
     if not ((directory / ONNX_FILE).is_file() and (directory / INT8_FILE).is_file()):
         start = time.perf_counter()

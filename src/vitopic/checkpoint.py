@@ -44,12 +44,14 @@ TOKENIZER_CONFIG = "tokenizer_config.json"
 LEGACY_TOKENIZER_FILES = ("special_tokens_map.json", "added_tokens.json")  # read if present
 SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 SHARDS = "model*.safetensors"  # the only files a sharded checkpoint's index may name
+ONNX_FILE = "model.onnx"  # written by `vitopic export`
+INT8_FILE = "model.int8.onnx"
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 # What a checkpoint consists of; everything else in a run directory (trainer checkpoints,
 # reports, plots) stays out of downloads and uploads.
 CHECKPOINT_PATTERNS = [
     CONFIG_FILE, *SAFE_WEIGHTS, SHARDS, *TOKENIZER_FILES, TOKENIZER_CONFIG,
-    *LEGACY_TOKENIZER_FILES, METADATA_FILE, "README.md", "model.onnx", "model.int8.onnx",
+    *LEGACY_TOKENIZER_FILES, METADATA_FILE, "README.md", ONNX_FILE, INT8_FILE,
 ]
 MODEL_TYPE = "roberta"  # PhoBERT is a RoBERTa
 MODES = get_args(get_type_hints(ModelConfig)["mode"])

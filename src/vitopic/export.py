@@ -7,12 +7,9 @@ from pathlib import Path
 
 import torch
 
-from vitopic.checkpoint import load_model, open_checkpoint
+from vitopic.checkpoint import INT8_FILE, ONNX_FILE, load_model, open_checkpoint
 from vitopic.config import PHOBERT_MAX_LENGTH
 from vitopic.quiet import quiet
-
-ONNX_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
 
 
 class _Logits(torch.nn.Module):

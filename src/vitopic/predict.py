@@ -14,8 +14,15 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
-from vitopic.checkpoint import CheckpointError, Metadata, load_model, open_checkpoint, resolve
-from vitopic.export import INT8_FILE, ONNX_FILE
+from vitopic.checkpoint import (
+    INT8_FILE,
+    ONNX_FILE,
+    CheckpointError,
+    Metadata,
+    load_model,
+    open_checkpoint,
+    resolve,
+)
 from vitopic.modeling import decide, label_scores, scores_from_logits
 from vitopic.options import BACKENDS, SPLITS, Backend, Split
 from vitopic.quiet import quiet

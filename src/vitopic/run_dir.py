@@ -19,7 +19,14 @@ from pathlib import Path
 
 import yaml
 
-from vitopic.checkpoint import METADATA_FILE, METRICS_FILE
+from vitopic.checkpoint import (
+    INT8_FILE,
+    METADATA_FILE,
+    METRICS_FILE,
+    ONNX_FILE,
+    SAFE_WEIGHTS,
+    SHARDS,
+)
 from vitopic.errors import VitopicError
 
 LOCK_FILE = ".vitopic.lock"
@@ -29,9 +36,8 @@ TRAINER_DIR = "checkpoints"
 # The model's own sections: a resumed or repeated run must match them (training.* may change).
 SAME_RUN_SECTIONS = ("model", "data", "text")
 # What a run leaves beside its checkpoint; all of it is replaced when a new model lands.
-RUN_ARTEFACTS = ("model*.safetensors", "model.safetensors.index.json", "model.onnx",
-                 "model.int8.onnx", METRICS_FILE, "report.md", "README.md", "plots", "eval-*.json",
-                 "training_args.bin")
+RUN_ARTEFACTS = (SHARDS, *SAFE_WEIGHTS, ONNX_FILE, INT8_FILE, METRICS_FILE, "report.md",
+                 "README.md", "plots", "eval-*.json", "training_args.bin")
 
 
 class RunDirError(VitopicError, ValueError):
