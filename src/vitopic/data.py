@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,18 +61,16 @@ Rows = Iterable[tuple[int, str, object]]  # (line or row number, where for error
 
 
 def _csv_rows(path: Path) -> Rows:
-    reader = csv.DictReader(io.StringIO("\n".join(read_lines(path, DataError))))
-    if not {"text", "labels"} <= set(reader.fieldnames or []):
+    columns, rows = read_csv(path)
+    if not {"text", "labels"} <= set(columns):
         raise DataError(f"{path}:1: a CSV dataset needs 'text' and 'labels' columns, got "
-                        f"{reader.fieldnames}")
-    for row in reader:
-        where = f"{path}:{reader.line_num}"
-        if None in row:
-            raise DataError(f"{where}: more fields than the header has")
+                        f"{columns}")
+    for line, row in rows:
+        where = f"{path}:{line}"
         row["labels"] = [lab.strip() for lab in (row["labels"] or "").split(";") if lab.strip()]
         if not row.get("id"):
             row.pop("id", None)
-        yield reader.line_num, where, row
+        yield line, where, row
 
 
 def _dataset_rows(path: Path) -> Rows:
@@ -155,8 +153,28 @@ def read_lines(path: Path, error: type[VitopicError]) -> list[str]:
     except UnicodeDecodeError as err:
         raise error(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
                     f"{err.start}); re-save it as UTF-8") from err
+    return lines_of(text)
+
+
+def lines_of(text: str) -> list[str]:
+    """`text` split at \\n, \\r\\n and \\r only, without the empty piece after a final break."""
     lines = split_lines(text)
     return lines[:-1] if lines and not lines[-1] else lines
+
+
+def read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict]]]:
+    """A UTF-8 CSV file with a header: its column names, and (line, row) for each row; a row with
+    more fields than the header is a DataError naming file and line."""
+    reader = csv.DictReader(io.StringIO("\n".join(read_lines(path, DataError))))
+    columns = list(reader.fieldnames or [])
+
+    def rows() -> Iterator[tuple[int, dict]]:
+        for row in reader:
+            if None in row:
+                raise DataError(f"{path}:{reader.line_num}: more fields than the header has")
+            yield reader.line_num, row
+
+    return columns, rows()
 
 
 def parse_json_line(line: str, where: str) -> object:

@@ -7,7 +7,6 @@ is written to a temporary name and renamed, so a file is either complete or abse
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import sys
@@ -15,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from vitopic.data import DataError, parse_json_line, read_lines
+from vitopic.data import DataError, lines_of, parse_json_line, read_csv, read_lines
 
 if TYPE_CHECKING:
     from vitopic.predict import Prediction
@@ -50,21 +49,15 @@ def read_records(source: str | None, text_field: str = "text") -> list[dict]:
 def _stdin_lines() -> list[str]:
     if sys.stdin is None or sys.stdin.isatty():
         raise DataError("no input: give texts as arguments, --input FILE, or pipe text on stdin")
-    lines = sys.stdin.read().replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return lines[:-1] if lines and not lines[-1] else lines
+    return lines_of(sys.stdin.read())
 
 
 def _read_csv(path: Path, text_field: str) -> list[dict]:
-    lines = read_lines(path, DataError)
-    reader = csv.DictReader(io.StringIO("\n".join(lines)))
-    if text_field not in (reader.fieldnames or []):
-        raise DataError(f"{path}:1: no {text_field!r} column in the header {reader.fieldnames}; "
+    columns, rows = read_csv(path)
+    if text_field not in columns:
+        raise DataError(f"{path}:1: no {text_field!r} column in the header {columns}; "
                         "choose one with --text-field")
-    records = []
-    for row in reader:
-        if None in row:
-            raise DataError(f"{path}:{reader.line_num}: more fields than the header has")
-        records.append({k: ("" if v is None else v) for k, v in row.items()})
+    records = [{k: ("" if v is None else v) for k, v in row.items()} for _, row in rows]
     if not records:
         raise DataError(f"{path}: no rows under the header")
     return records
