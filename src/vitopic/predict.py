@@ -153,8 +153,9 @@ class TopicClassifier:
     def predict_proba(self, texts: Sequence[str], batch_size: int = 32,
                       split: Split = "sentence") -> np.ndarray:
         """(len(texts), len(labels)) array of each label's probability (`Prediction.scores`)."""
-        predictions = self.predict(list(_validate_inputs(texts)), batch_size=batch_size,
-                                   split=split)
+        predictions = self.predict(texts, batch_size=batch_size, split=split)
+        if isinstance(predictions, Prediction):  # one text in, one row out
+            predictions = [predictions]
         return np.array([[p.scores[lab] for lab in self.labels] for p in predictions],
                         dtype=np.float64).reshape(len(predictions), len(self.labels))
 

@@ -66,7 +66,8 @@ def train_recipe(cfg: Config, resume: bool = False, overwrite: bool = False,
 def evaluate_recipe(model: str, data: str, out_dir: str | None, batch_size: int = 32,
                     split: Split = "sentence", errors: int = 0, tune: bool = False,
                     save: bool = False, update_card: bool = False) -> dict:
-    """Evaluate a checkpoint on any labeled JSONL file; print metrics, write JSON and plots.
+    """Evaluate a checkpoint on a labeled file (JSONL, CSV or a saved dataset); print metrics,
+    write JSON and plots.
 
     `errors`: print that many wrong predictions. `tune`: also tune thresholds on this file (and
     with `save`, write them into the local checkpoint's vitopic.json). `update_card`: add the

@@ -269,7 +269,9 @@ _BOUNDARY_RE = re.compile(r"(?<=[.!?…])[\"'”’»)\]]*\s+(?=[\"'“‘«(\[]
 
 
 _LINE_BREAK_RE = re.compile(r"\r\n|\r|\n")  # not str.splitlines: form feed, U+2028 stay in a line
-_LONGEST_ABBREVIATION = 8
+# How far back from a stop to look for the word it ends: enough for any abbreviation above and
+# its dots; a longer word is cut, and a cut word is never an abbreviation or an initial.
+_TAIL_CHARS = 10
 
 
 def split_lines(text: str) -> list[str]:
@@ -285,7 +287,7 @@ def split_sentences(text: str) -> list[str]:
         for match in _BOUNDARY_RE.finditer(line):
             # Only the word before the stop matters, and only when it is short (an initial or an
             # abbreviation): look at a bounded tail, so skipped stops cost nothing.
-            tail = line[max(start, match.start() - _LONGEST_ABBREVIATION - 2):match.start()]
+            tail = line[max(start, match.start() - _TAIL_CHARS):match.start()]
             words = tail.split()
             last = words[-1].rstrip(".").lower() if words else ""
             if len(last) <= 1 or last in _ABBREVIATIONS:
