@@ -1,5 +1,6 @@
 """Shared fixtures: one tiny model trained on the shipped corpus, reused by the tests that need it."""
 
+import json
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -63,6 +64,23 @@ def classifier(trained_dir):
     from vitopic import TopicClassifier
 
     return TopicClassifier.from_pretrained(trained_dir)
+
+
+def edit_json(path: Path, **changes) -> None:
+    """Set top-level keys of a JSON file (a checkpoint's config.json, vitopic.json, ...)."""
+    data = json.loads(path.read_text("utf-8"))
+    data.update(changes)
+    path.write_text(json.dumps(data), "utf-8")
+
+
+def edit_weights(directory: Path, change) -> None:
+    """Rewrite a checkpoint's model.safetensors after `change(tensors)` mutates the dict."""
+    from safetensors.torch import load_file, save_file
+
+    path = directory / "model.safetensors"
+    tensors = load_file(path)
+    change(tensors)
+    save_file(tensors, path, metadata={"format": "pt"})
 
 
 def place_in_hub_cache(model_dir: Path, cache: Path, repo_id: str) -> str:

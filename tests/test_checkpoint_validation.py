@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import edit_json, edit_weights
 from hub_replica import place_snapshot
 from safetensors.torch import load_file, save_file
 
@@ -29,19 +30,6 @@ def refused(directory: Path, file: str, fragment: str) -> str:
     assert message.startswith(f"{directory / file}:"), message
     assert fragment in message, message
     return message
-
-
-def edit_json(path: Path, **changes) -> None:
-    data = json.loads(path.read_text("utf-8"))
-    data.update(changes)
-    path.write_text(json.dumps(data), "utf-8")
-
-
-def edit_weights(directory: Path, change) -> None:
-    path = directory / "model.safetensors"
-    tensors = load_file(path)
-    change(tensors)
-    save_file(tensors, path, metadata={"format": "pt"})
 
 
 def sharded(model_copy: Path, target: Path) -> Path:

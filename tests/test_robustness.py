@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DATA, ROOT, TINY
+from conftest import DATA, ROOT, TINY, edit_json, edit_weights
 
 from vitopic import TopicClassifier
 from vitopic.cli import main
@@ -106,30 +106,12 @@ def _to_pickle(d: Path) -> None:
     (d / "model.safetensors").unlink()
 
 
-def _relabel(d: Path) -> None:
-    meta = json.loads((d / "vitopic.json").read_text())
-    meta["labels"] = ["ukraine_aid", "gaza", "sport"]
-    (d / "vitopic.json").write_text(json.dumps(meta))
-
-
-def _edit_json(name: str, change: Callable[[dict], None]) -> Callable[[Path], None]:
-    def mutate(d: Path) -> None:
-        data = json.loads((d / name).read_text("utf-8"))
-        change(data)
-        (d / name).write_text(json.dumps(data), "utf-8")
-
-    return mutate
+def _edit_json(name: str, **changes) -> Callable[[Path], None]:
+    return lambda d: edit_json(d / name, **changes)
 
 
 def _edit_weights(change: Callable[[dict], None]) -> Callable[[Path], None]:
-    def mutate(d: Path) -> None:
-        from safetensors.torch import load_file, save_file
-
-        tensors = load_file(d / "model.safetensors")
-        change(tensors)
-        save_file(tensors, d / "model.safetensors", metadata={"format": "pt"})
-
-    return mutate
+    return lambda d: edit_weights(d, change)
 
 
 def _shard_index(target: str) -> Callable[[Path], None]:
@@ -351,7 +333,8 @@ CASES = [
     Case("loading", "pickle-only weights", _checkpoint(_to_pickle)),
     Case("loading", "vitopic.json missing (unfinished run)",
          _checkpoint(lambda d: (d / "vitopic.json").unlink())),
-    Case("loading", "vitopic.json labels disagree with config.json", _checkpoint(_relabel)),
+    Case("loading", "vitopic.json labels disagree with config.json", _checkpoint(_edit_json(
+        "vitopic.json", labels=["ukraine_aid", "gaza", "sport"]))),
     Case("loading", "classifier tensors removed", _checkpoint(_edit_weights(
         lambda t: [t.pop(k) for k in list(t) if k.startswith("classifier.out_proj")]))),
     Case("loading", "NaN in the classifier head", _checkpoint(_edit_weights(
@@ -359,24 +342,21 @@ CASES = [
     Case("loading", "model.safetensors truncated", _checkpoint(
         lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:500]))),
     Case("loading", "model_type changed to bert",
-         _checkpoint(_edit_json("config.json", lambda c: c.update(model_type="bert")))),
+         _checkpoint(_edit_json("config.json", model_type="bert"))),
     Case("loading", "config.json missing", _checkpoint(lambda d: (d / "config.json").unlink())),
     Case("loading", "config.json not JSON",
          _checkpoint(lambda d: (d / "config.json").write_text("{oops"))),
     Case("loading", "empty vocab.txt", _checkpoint(lambda d: (d / "vocab.txt").write_text(""))),
     Case("loading", "bpe.codes missing", _checkpoint(lambda d: (d / "bpe.codes").unlink())),
-    Case("loading", "tokenizer_config.json names BertTokenizer", _checkpoint(_edit_json(
-        "tokenizer_config.json", lambda c: c.update(tokenizer_class="BertTokenizer")))),
-    Case("loading", "threshold NaN", _checkpoint(_edit_json(
-        "vitopic.json", lambda m: m.update(thresholds=[0.5, float("nan"), 0.5])))),
-    Case("loading", "threshold 1.5", _checkpoint(_edit_json(
-        "vitopic.json", lambda m: m.update(thresholds=[0.5, 1.5, 0.5])))),
-    Case("loading", "duplicate labels", _checkpoint(_edit_json(
-        "vitopic.json", lambda m: m.update(labels=["gaza", "gaza", "nato"])))),
-    Case("loading", "max_length 2", _checkpoint(_edit_json(
-        "vitopic.json", lambda m: m.update(max_length=2)))),
-    Case("loading", "max_length 100,000", _checkpoint(_edit_json(
-        "vitopic.json", lambda m: m.update(max_length=100_000)))),
+    Case("loading", "tokenizer_config.json names BertTokenizer", _checkpoint(
+        _edit_json("tokenizer_config.json", tokenizer_class="BertTokenizer"))),
+    Case("loading", "threshold NaN", _checkpoint(
+        _edit_json("vitopic.json", thresholds=[0.5, float("nan"), 0.5]))),
+    Case("loading", "threshold 1.5", _checkpoint(_edit_json("vitopic.json", thresholds=[0.5, 1.5, 0.5]))),
+    Case("loading", "duplicate labels", _checkpoint(
+        _edit_json("vitopic.json", labels=["gaza", "gaza", "nato"]))),
+    Case("loading", "max_length 2", _checkpoint(_edit_json("vitopic.json", max_length=2))),
+    Case("loading", "max_length 100,000", _checkpoint(_edit_json("vitopic.json", max_length=100_000))),
     Case("loading", "shard index naming a pickle", _checkpoint(_shard_index("weights.bin"))),
     Case("loading", "shard index naming ../../../../etc/passwd",
          _checkpoint(_shard_index("../../../../etc/passwd"))),
