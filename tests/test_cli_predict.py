@@ -92,7 +92,7 @@ def test_formats_on_stdout_and_options(trained_dir, capsys):
     (["--batch-size", "0", GAZA], None, "--batch-size: must be an integer >= 1, got '0'"),
     (["--threshold", "0.5x", GAZA], None, "--threshold: must be a number in [0, 1]"),
     (["--backend", "tensorrt", GAZA], None, "--backend: invalid choice: 'tensorrt'"),
-    (["--input", "{tmp}/surrogate.jsonl"], None, "texts[1]: lone surrogate"),
+    (["--input", "{tmp}/surrogate.jsonl"], None, "surrogate.jsonl:2: 'text' holds a lone surrogate"),
     (["--input", "{tmp}/digits.jsonl"], None, "digits.jsonl:1: unreadable JSON (Exceeds the limit"),
 ])
 def test_bad_invocations_are_one_line_errors_and_write_nothing(

@@ -1,8 +1,10 @@
-"""The `vitopic` command line: train, predict, evaluate, baseline, data check, push-to-hub, export."""
+"""The `vitopic` command line: train, predict, serve, evaluate, baseline, data check, push-to-hub,
+export."""
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -15,6 +17,8 @@ from vitopic.errors import VitopicError
 from vitopic.options import BACKENDS, SPLITS
 from vitopic.prediction_io import FORMATS
 
+PREDICT_CHUNK = 2048  # input records read, predicted and written at a time: constant memory
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     from vitopic.recipes import train_recipe
@@ -26,32 +30,53 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from vitopic.predict import TopicClassifier
-    from vitopic.prediction_io import (
-        output_format,
-        prediction_row,
-        read_records,
-        write_atomically,
-        write_rows,
-    )
+    from vitopic.prediction_io import output_format, predict_rows, read_records, write_atomically, write_rows
 
     if args.texts and args.input:
         raise DataError("give texts as arguments or --input FILE, not both")
     fmt = output_format(args.output, args.format)  # a bad --output fails before any work
     field = args.text_field
-    records = [{field: t} for t in args.texts] if args.texts else read_records(args.input, field)
+    records = iter([{field: t} for t in args.texts]) if args.texts \
+        else read_records(args.input, field)
+    first = list(itertools.islice(records, PREDICT_CHUNK))  # a bad start fails before loading
+    if not first:
+        raise DataError(f"{args.input or '<stdin>'}: no input (it is empty)")
     clf = TopicClassifier.from_pretrained(args.model, revision=args.revision, device=args.device,
                                           segmenter=args.segmenter, backend=args.backend)
-    predictions = clf.predict([r[field] for r in records], batch_size=args.batch_size,
-                              threshold=args.threshold, split=args.split,
-                              progress=bool(args.input) and not args.quiet)
-    rows = (prediction_row(r, p, args.top_k, args.pieces)
-            for r, p in zip(records, predictions, strict=True))
+    rows = predict_rows(clf, itertools.chain(first, records), field, PREDICT_CHUNK,
+                        progress=bool(args.input) and not args.quiet, batch_size=args.batch_size,
+                        threshold=args.threshold, split=args.split, top_k=args.top_k,
+                        pieces=args.pieces)
     if args.output:
         count = write_atomically(Path(args.output), rows, fmt, clf.labels, field)
         if not args.quiet:
             print(f"wrote {count} predictions to {args.output}", file=sys.stderr)
     else:
         write_rows(rows, fmt, clf.labels, sys.stdout, field)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from vitopic.serving import Limits, create_app
+
+    failure: list[str] = []
+
+    def stop(reason: str) -> None:
+        failure.append(reason)
+        server.should_exit = True
+
+    limits = Limits(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                    max_texts=args.max_texts, max_body_bytes=args.max_body_bytes)
+    app = create_app(args.model, limits=limits, split=args.split, threshold=args.threshold,
+                     revision=args.revision, device=args.device, backend=args.backend,
+                     on_load_failure=stop)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
+                                           log_level=args.log_level, timeout_graceful_shutdown=10))
+    server.run()
+    if failure:
+        raise VitopicError(f"could not load the model: {failure[0]}")
     return 0
 
 
@@ -137,6 +162,16 @@ def _add_split(p: argparse.ArgumentParser) -> None:
                    help="score each sentence and aggregate (default), or each input whole")
 
 
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    """What `predict` and `serve` share: which model, where it runs, and how it decides."""
+    p.add_argument("--model", required=True, help="checkpoint dir or Hub id")
+    p.add_argument("--revision", help="Hub branch, tag or commit")
+    p.add_argument("--backend", default="torch", choices=BACKENDS)
+    p.add_argument("--device", help="cpu (default), cuda, cuda:1, mps")
+    p.add_argument("--threshold", type=_probability, help="one threshold for every label (multi_label)")
+    _add_split(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vitopic", description=__doc__)
     parser.add_argument("--version", action="version", version=f"vitopic {__version__}")
@@ -153,24 +188,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="label texts with a trained model")
-    p.add_argument("--model", required=True, help="checkpoint dir or Hub id")
-    p.add_argument("--revision", help="Hub branch, tag or commit")
+    _add_model_options(p)
     p.add_argument("--input", help="a file: plain text (one per line), JSONL with a text field, "
                    "or CSV with a header (.csv); default: stdin")
     p.add_argument("--text-field", default="text", help="the JSONL/CSV field holding the text")
     p.add_argument("--output", help="write here (.jsonl or .csv) instead of stdout, atomically")
     p.add_argument("--format", choices=FORMATS, help="jsonl (default), csv or table")
-    p.add_argument("--backend", default="torch", choices=BACKENDS)
-    p.add_argument("--device", help="cpu (default), cuda, cuda:1, mps")
     p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--threshold", type=_probability, help="one threshold for every label (multi_label)")
-    _add_split(p)
     p.add_argument("--top-k", type=_positive_int, help="keep only the K highest scores per row")
     p.add_argument("--pieces", action="store_true", help="add per-sentence scores to each row")
     p.add_argument("--segmenter", choices=SEGMENTERS, help="override the saved segmenter")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
     p.add_argument("texts", nargs="*")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("serve", help="an HTTP service (FastAPI on uvicorn) with micro-batching")
+    _add_model_options(p)
+    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen beyond this machine")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-batch", type=_positive_int, default=64,
+                   help="texts per model call, gathered from concurrent requests")
+    p.add_argument("--max-wait-ms", type=float, default=5.0,
+                   help="how long a batch waits for more requests (0: never)")
+    p.add_argument("--max-texts", type=_positive_int, default=256, help="texts per request")
+    p.add_argument("--max-body-bytes", type=_positive_int, default=2 * 1024 * 1024)
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info",
+                                                            "debug"])
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("evaluate", help="metrics and plots on a labeled JSONL file")
     p.add_argument("--model", required=True)

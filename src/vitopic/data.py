@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -103,9 +103,7 @@ def _examples(path: Path, rows: Rows, labels: list[str] | tuple[str, ...] | None
             raise DataError(f"{where}: missing or non-string 'text'")
         if not text.strip():
             raise DataError(f"{where}: empty 'text'")
-        if (at := surrogate_at(text)) >= 0:
-            raise DataError(f"{where}: 'text' holds a lone surrogate at character {at} "
-                            "(not valid Unicode)")
+        check_surrogates(text, where)
         if require_nfc and not unicodedata.is_normalized("NFC", text):
             raise DataError(f"{where}: text is not Unicode NFC")
         row_labels = row.get("labels")
@@ -127,6 +125,13 @@ def _examples(path: Path, rows: Rows, labels: list[str] | tuple[str, ...] | None
     return examples
 
 
+def check_surrogates(text: str, where: str, field: str = "text") -> None:
+    """DataError at `where` if `text` holds a lone surrogate (no valid encoding exists)."""
+    if (at := surrogate_at(text)) >= 0:
+        raise DataError(f"{where}: {field!r} holds a lone surrogate at character {at} "
+                        "(not valid Unicode)")
+
+
 def _check_row_labels(row_labels: list[str] | tuple[str, ...], labels: list[str] | tuple[str, ...],
                       where: str) -> None:
     unknown = sorted(set(row_labels) - set(labels))
@@ -142,18 +147,38 @@ def check_labels(examples: list[Example], labels: list[str] | tuple[str, ...], p
 
 
 def read_lines(path: Path, error: type[VitopicError]) -> list[str]:
-    """The lines of a UTF-8 text file (BOM and CRLF accepted; only \\n, \\r\\n, \\r end a line),
-    or `error` naming the file: missing, a directory, or not UTF-8."""
+    """Every line of a UTF-8 text file; see `iter_lines`."""
+    return list(iter_lines(path, error))
+
+
+def iter_lines(path: Path, error: type[VitopicError]) -> Iterator[str]:
+    """The lines of a UTF-8 text file, one at a time (BOM and CRLF accepted; only \\n, \\r\\n,
+    \\r end a line), or `error` naming the file: missing or a directory (at once), or not UTF-8
+    (naming the line, when the reader reaches it)."""
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        stream = path.open("rb")
     except FileNotFoundError as err:
         raise error(f"{path}: file not found") from err
     except IsADirectoryError as err:
         raise error(f"{path}: is a directory, expected a file") from err
-    except UnicodeDecodeError as err:
-        raise error(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
-                    f"{err.start}); re-save it as UTF-8") from err
-    return lines_of(text)
+    return stream_lines(stream, str(path), error)
+
+
+def stream_lines(stream: BinaryIO, name: str, error: type[VitopicError]) -> Iterator[str]:
+    """The lines of a binary stream of UTF-8 text, decoded one at a time (closes the stream)."""
+    count = 0
+    with stream:
+        for raw in stream:
+            try:
+                text = raw.decode("utf-8-sig" if count == 0 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise error(f"{name}:{count + 1}: not UTF-8 text (byte 0x{raw[err.start]:02x}); "
+                            "re-save it as UTF-8") from err
+            pieces = split_lines(text)
+            if text.endswith(("\n", "\r")):
+                pieces.pop()  # the empty piece after the break
+            count += len(pieces)
+            yield from pieces
 
 
 def lines_of(text: str) -> list[str]:
@@ -163,9 +188,9 @@ def lines_of(text: str) -> list[str]:
 
 
 def read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict]]]:
-    """A UTF-8 CSV file with a header: its column names, and (line, row) for each row; a row with
-    more fields than the header is a DataError naming file and line."""
-    reader = csv.DictReader(io.StringIO("\n".join(read_lines(path, DataError))))
+    """A UTF-8 CSV file with a header: its column names, and (line, row) for each row, streamed; a
+    row with more fields than the header is a DataError naming file and line."""
+    reader = csv.DictReader(line + "\n" for line in iter_lines(path, DataError))
     columns = list(reader.fieldnames or [])
 
     def rows() -> Iterator[tuple[int, dict]]:

@@ -7,17 +7,28 @@ is written to a temporary name and renamed, so a file is either complete or abse
 from __future__ import annotations
 
 import csv
+import io
+import itertools
 import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from vitopic.data import DataError, lines_of, parse_json_line, read_csv, read_lines
+from tqdm.auto import tqdm
+
+from vitopic.data import (
+    DataError,
+    check_surrogates,
+    iter_lines,
+    parse_json_line,
+    read_csv,
+    stream_lines,
+)
 
 if TYPE_CHECKING:
-    from vitopic.predict import Prediction
+    from vitopic.predict import Prediction, TopicClassifier
 
 FORMATS = ("jsonl", "csv", "table")
 _SUFFIX_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
@@ -25,42 +36,39 @@ PREDICTED = ("labels", "scores", "empty", "pieces")  # the fields predict adds t
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection
 
 
-def read_records(source: str | None, text_field: str = "text") -> list[dict]:
-    """Records from a file (`None`: stdin): CSV with a header when the name ends in .csv, else one
-    per line, each a JSON object holding `text_field` or a plain line of text (blank lines kept)."""
+def read_records(source: str | None, text_field: str = "text") -> Iterator[dict]:
+    """Records from a file (`None`: stdin), streamed: CSV with a header when the name ends in .csv,
+    else one per line, each a JSON object holding `text_field` or a plain line of text (blank lines
+    kept). A missing file fails here; a bad line when the reader reaches it, naming the line."""
     if source is not None and Path(source).suffix.lower() == ".csv":
-        return _read_csv(Path(source), text_field)
-    name = source or "<stdin>"
-    lines = read_lines(Path(source), DataError) if source is not None else _stdin_lines()
-    records = []
+        return _csv_records(Path(source), text_field)
+    if source is not None:
+        return _line_records(iter_lines(Path(source), DataError), source, text_field)
+    if sys.stdin is None or sys.stdin.isatty():
+        raise DataError("no input: give texts as arguments, --input FILE, or pipe text on stdin")
+    # A text-only stand-in for stdin (no .buffer) is read whole.
+    stdin = getattr(sys.stdin, "buffer", None) or io.BytesIO(sys.stdin.read().encode())
+    return _line_records(stream_lines(stdin, "<stdin>", DataError), "<stdin>", text_field)
+
+
+def _line_records(lines: Iterator[str], name: str, text_field: str) -> Iterator[dict]:
     for lineno, line in enumerate(lines, start=1):
         if not line.lstrip().startswith("{"):
-            records.append({text_field: line})
+            yield {text_field: line}
             continue
         row = parse_json_line(line, f"{name}:{lineno}")
         if not isinstance(row, dict) or not isinstance(row.get(text_field), str):
             raise DataError(f"{name}:{lineno}: a JSON line needs a string {text_field!r} field")
-        records.append(row)
-    if not records:
-        raise DataError(f"{name}: no input (it is empty)")
-    return records
+        check_surrogates(row[text_field], f"{name}:{lineno}", text_field)
+        yield row
 
 
-def _stdin_lines() -> list[str]:
-    if sys.stdin is None or sys.stdin.isatty():
-        raise DataError("no input: give texts as arguments, --input FILE, or pipe text on stdin")
-    return lines_of(sys.stdin.read())
-
-
-def _read_csv(path: Path, text_field: str) -> list[dict]:
+def _csv_records(path: Path, text_field: str) -> Iterator[dict]:
     columns, rows = read_csv(path)
     if text_field not in columns:
         raise DataError(f"{path}:1: no {text_field!r} column in the header {columns}; "
                         "choose one with --text-field")
-    records = [{k: ("" if v is None else v) for k, v in row.items()} for _, row in rows]
-    if not records:
-        raise DataError(f"{path}: no rows under the header")
-    return records
+    return ({k: ("" if v is None else v) for k, v in row.items()} for _, row in rows)
 
 
 def output_format(path: str | None, requested: str | None) -> str:
@@ -95,26 +103,47 @@ def prediction_row(record: dict, prediction: Prediction, top_k: int | None = Non
     return row
 
 
+def predict_rows(classifier: TopicClassifier, records: Iterable[dict], text_field: str,
+                 chunk: int, progress: bool = False, top_k: int | None = None,
+                 pieces: bool = False, **options: Any) -> Iterator[dict]:
+    """Output rows for `records`, predicted `chunk` records at a time (memory stays constant in
+    the number of records); `options` go to `predict`. `progress`: a bar on stderr, in records."""
+    bar = tqdm(desc="predict", unit="line", disable=not progress)
+    records = iter(records)
+    with bar:
+        while batch := list(itertools.islice(records, chunk)):
+            predictions = classifier.predict([r[text_field] for r in batch], **options)
+            bar.update(len(batch))
+            for record, prediction in zip(batch, predictions, strict=True):
+                yield prediction_row(record, prediction, top_k, pieces)
+
+
 def write_rows(rows: Iterable[dict], fmt: str, labels: list[str], out: TextIO,
                text_field: str = "text") -> int:
-    """Write rows as JSONL, CSV (formula-like cells neutralised) or an aligned table; the count."""
+    """Write rows as they come, as JSONL, CSV (formula-like cells neutralised; the columns are
+    the first row's) or an aligned table; the count."""
     count = 0
-    if fmt == "jsonl":
-        for row in rows:
+    writer = None
+    fields: list[str] = []
+    for count, row in enumerate(rows, start=1):
+        if fmt == "jsonl":
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            count += 1
-        return count
-    rows = list(rows)
-    if fmt == "csv":
-        fields = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in PREDICTED]
-        writer = csv.writer(out)
-        writer.writerow([*fields, "labels", *labels, "empty"])
-        for row in rows:
+        elif fmt == "csv":
+            if writer is None:
+                fields = [k for k in row if k not in PREDICTED]
+                writer = csv.writer(out)
+                writer.writerow([*fields, "labels", *labels, "empty"])
+            if extra := [k for k in row if k not in PREDICTED and k not in fields]:
+                raise DataError(f"input record {count} has field(s) {extra} that the first "
+                                f"record lacks; CSV output needs the same fields in every "
+                                "record (write JSONL instead)")
             writer.writerow([*(_csv_safe(row.get(k, "")) for k in fields), ";".join(row["labels"]),
                              *(row["scores"].get(lab, "") for lab in labels), row["empty"]])
-        return len(rows)
-    out.writelines(_table(rows, labels, text_field))
-    return len(rows)
+        else:
+            if count == 1:
+                out.write(_table_head(labels))
+            out.write(_table_row(count, row, labels, text_field))
+    return count
 
 
 def _csv_safe(value: object) -> object:
@@ -124,17 +153,19 @@ def _csv_safe(value: object) -> object:
     return f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES) else value
 
 
-def _table(rows: list[dict], labels: list[str], text_field: str, width: int = 60
-           ) -> Iterator[str]:
+def _table_head(labels: list[str]) -> str:
     head = [f"{lab[:11]:>11}" for lab in labels]
-    yield f"{'#':>5}  {' '.join(head)}  {'labels':<24}  text\n"
-    for i, row in enumerate(rows, start=1):
-        cells = [f"{row['scores'][lab]:>11.3f}" if lab in row["scores"] else f"{'':>11}"
-                 for lab in labels]
-        text = " ".join(str(row.get(text_field, "")).split())
-        text = text if len(text) <= width else text[:width - 1] + "…"
-        chosen = "(empty)" if row["empty"] else ",".join(row["labels"]) or "-"
-        yield f"{i:>5}  {' '.join(cells)}  {chosen:<24}  {text}\n"
+    return f"{'#':>5}  {' '.join(head)}  {'labels':<24}  text\n"
+
+
+def _table_row(number: int, row: dict, labels: list[str], text_field: str, width: int = 60
+               ) -> str:
+    cells = [f"{row['scores'][lab]:>11.3f}" if lab in row["scores"] else f"{'':>11}"
+             for lab in labels]
+    text = " ".join(str(row.get(text_field, "")).split())
+    text = text if len(text) <= width else text[:width - 1] + "…"
+    chosen = "(empty)" if row["empty"] else ",".join(row["labels"]) or "-"
+    return f"{number:>5}  {' '.join(cells)}  {chosen:<24}  {text}\n"
 
 
 def write_atomically(path: Path, rows: Iterable[dict], fmt: str, labels: list[str],

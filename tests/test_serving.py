@@ -1,0 +1,223 @@
+"""`vitopic serve`: a real server process on 127.0.0.1 and a real HTTP client (httpx); the
+micro-batcher and failure paths in-process through FastAPI's TestClient."""
+
+import asyncio
+import json
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from conftest import DATA
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from vitopic.serving import Limits, MicroBatcher, create_app
+
+ARTICLE = ("Hội nghị thượng đỉnh NATO khai mạc tại Washington. " * 30
+           + "Mỹ công bố gói viện trợ quân sự mới cho Ukraine.")
+
+
+def sample_texts(n: int, seed: int = 0) -> list[str]:
+    lines = (DATA / "test.jsonl").read_text("utf-8").splitlines()
+    return [json.loads(line)["text"] for line in random.Random(seed).sample(lines, n)]
+
+
+def same(served: dict, expected) -> bool:
+    return served["labels"] == expected.labels and served["empty"] == expected.empty and all(
+        abs(served["scores"][k] - v) < 1e-5 for k, v in expected.scores.items())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def counters(text: str) -> dict[tuple, float]:
+    """(sample name, sorted labels) -> value, from a Prometheus text page."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+@pytest.fixture(scope="module")
+def server(trained_dir):
+    """`vitopic serve` in its own process, ready (GET /health is 200)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vitopic.cli", "serve", "--model", str(trained_dir), "--port",
+         str(port), "--max-texts", "50", "--max-body-bytes", "20000", "--log-level", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, proc.stdout.read()
+        try:
+            if httpx.get(f"{url}/health").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the server did not become ready"
+        time.sleep(0.2)
+    yield url
+    proc.terminate()  # uvicorn shuts down gracefully, then re-raises the signal
+    assert proc.wait(30) in (0, -signal.SIGTERM)
+
+
+@pytest.mark.slow
+def test_served_predictions_equal_predict(server, classifier):
+    texts = [*sample_texts(20), "", "<p></p>", ARTICLE]
+    got = httpx.post(f"{server}/predict", json={"texts": texts}).json()["predictions"]
+    assert len(got) == len(texts)
+    assert all(same(g, e) for g, e in zip(got, classifier.predict(texts), strict=True))
+    items = [{"id": 7, "text": texts[0]}, {"text": texts[1]}, {"id": "b", "text": ""}]
+    got = httpx.post(f"{server}/predict", json={"items": items}).json()["predictions"]
+    assert [g.get("id") for g in got] == [7, None, "b"]
+    assert all(same(g, e) for g, e in zip(got, classifier.predict([*texts[:2], ""]), strict=True))
+    meta = httpx.get(f"{server}/metadata").json()
+    assert meta["labels"] == classifier.labels and meta["thresholds"] == classifier.metadata.thresholds
+    assert meta["segmenter"] == classifier.segmenter and meta["limits"]["max_texts"] == 50
+
+
+BAD = [  # (what is sent, status, part of the one-line reason)
+    ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
+    ({"content": b"plain words"}, 400, "not valid JSON"),
+    ({"json": [1, 2]}, 422, "must be a JSON object"),
+    ({"json": {"texts": "one string"}}, 422, "texts: Input should be a valid list"),
+    ({"json": {"texts": ["ok", 5]}}, 422, "texts[1]: Input should be a valid string"),
+    ({"json": {"items": [{"id": 1}]}}, 422, "items[0].text: Field required"),
+    ({"json": {"items": [{"text": "a", "id": [1]}]}}, 422, "items[0].id"),
+    ({"json": {"texts": []}}, 422, "texts: List should have at least 1 item"),
+    ({"json": {}}, 422, "exactly one of 'texts' or 'items'"),
+    ({"json": {"texts": ["a"], "items": [{"text": "b"}]}}, 422, "exactly one of"),
+    ({"json": {"texts": ["a"], "threshold": 0.3}}, 422, "threshold: Extra inputs"),
+    ({"content": b'{"texts": ["a\\ud800"]}', "headers": {"content-type": "application/json"}},
+     422, "texts[0]: lone surrogate"),
+    ({"json": {"texts": ["a"] * 51}}, 413, "51 texts in one request; the limit is 50"),
+    ({"json": {"texts": ["x" * 30000]}}, 413, "over the 20,000-byte limit"),
+    ({"content": iter([b'{"texts": ["', b"x" * 15000, b"x" * 15000, b'"]}'])}, 413,
+     "over the 20,000-byte limit"),  # chunked: no Content-Length to check up front
+]
+
+
+@pytest.mark.slow
+def test_bad_requests_get_a_4xx_with_one_line_and_the_server_stays_up(server):
+    for kwargs, status, reason in BAD:
+        response = httpx.post(f"{server}/predict", **kwargs)
+        body = response.json()
+        assert response.status_code == status and reason in body["error"], (kwargs, body)
+        assert "\n" not in body["error"] and body["request_id"] == response.headers["x-request-id"]
+    assert httpx.get(f"{server}/health").json() == {"status": "ready"}
+    assert httpx.post(f"{server}/predict", json={"texts": ["NATO họp."]}).status_code == 200
+
+
+@pytest.mark.slow
+def test_concurrent_clients_lose_nothing_and_get_their_own_answers(server, classifier):
+    """8 clients, 240 requests of 1-6 texts each: every answer is its request's, in order."""
+    pool = sample_texts(120, seed=1)
+    expected = dict(zip(pool, classifier.predict(pool), strict=True))
+    rng = random.Random(2)
+    requests = [rng.sample(pool, rng.randint(1, 6)) for _ in range(240)]
+    before = counters(httpx.get(f"{server}/metrics").text)
+
+    def client(batch: list[list[str]]) -> int:
+        with httpx.Client(base_url=server, timeout=60) as http:
+            for texts in batch:
+                response = http.post("/predict", json={"items": [
+                    {"id": f"{i}:{t[:20]}", "text": t} for i, t in enumerate(texts)]})
+                assert response.status_code == 200, response.text
+                got = response.json()["predictions"]
+                assert [g["id"] for g in got] == [f"{i}:{t[:20]}" for i, t in enumerate(texts)]
+                assert all(same(g, expected[t]) for g, t in zip(got, texts, strict=True))
+        return len(batch)
+
+    with ThreadPoolExecutor(8) as clients:
+        assert sum(clients.map(client, [requests[i::8] for i in range(8)])) == 240
+    after = counters(httpx.get(f"{server}/metrics").text)
+    ok = ("vitopic_requests_total", (("route", "/predict"), ("status", "200")))
+    assert after[ok] - before.get(ok, 0) == 240
+    key = ("vitopic_inputs_total", ())
+    assert after[key] - before[key] == sum(map(len, requests))
+    batches = ("vitopic_batch_size_count", ())
+    assert after[batches] - before[batches] < 240  # concurrent requests shared model calls
+
+
+def test_the_batcher_merges_waiting_requests_up_to_max_batch():
+    calls: list[list[str]] = []
+
+    def predict(texts):
+        calls.append(texts)
+        return [t.upper() for t in texts]
+
+    async def scenario():
+        batcher = MicroBatcher(predict, Limits(max_batch=5, max_wait_ms=200))
+        worker = asyncio.create_task(batcher.run())
+        jobs = [["a", "b"], ["c"], ["d", "e"], ["f"], ["g", "h", "i", "j", "k", "l"]]
+        results = await asyncio.gather(*(batcher.submit(j) for j in jobs))
+        worker.cancel()
+        batcher.close()
+        return results
+
+    results = asyncio.run(scenario())
+    assert results == [["A", "B"], ["C"], ["D", "E"], ["F"], ["G", "H", "I", "J", "K", "L"]]
+    # the first three fill a batch of 5; "f" cannot join the oversized last one
+    assert calls == [["a", "b", "c", "d", "e"], ["f"], ["g", "h", "i", "j", "k", "l"]]
+
+
+def test_a_model_failure_is_a_500_with_a_request_id_logged_once(classifier, caplog, monkeypatch):
+    def broken(texts, **options):
+        raise RuntimeError("weights on fire")
+
+    app = create_app(classifier)
+    monkeypatch.setattr(classifier, "predict", broken)
+    with TestClient(app) as http:
+        response = http.post("/predict", json={"texts": ["a", "b"]},
+                             headers={"X-Request-ID": "req-42"})
+        assert response.status_code == 500
+        assert response.json()["request_id"] == "req-42" == response.headers["x-request-id"]
+        assert "weights on fire" not in response.text  # internals stay in the log
+        assert http.get("/health").status_code == 200
+    failures = [r for r in caplog.records if r.name == "vitopic.serving"]
+    assert len(failures) == 1 and "weights on fire" in failures[0].exc_text
+
+
+def test_health_is_503_until_the_model_is_loaded(trained_dir, monkeypatch):
+    from vitopic.predict import TopicClassifier
+
+    release = threading.Event()
+    real = TopicClassifier.from_pretrained
+
+    def slow_load(*args, **kwargs):
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(TopicClassifier, "from_pretrained", slow_load)
+    with TestClient(create_app(str(trained_dir))) as http:
+        assert http.get("/health").status_code == 503
+        assert http.get("/health").json()["status"] == "loading"
+        assert http.post("/predict", json={"texts": ["a"]}).status_code == 503
+        release.set()
+        deadline = time.monotonic() + 30
+        while http.get("/health").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert http.post("/predict", json={"texts": ["a"]}).status_code == 200
+        gauge = counters(http.get("/metrics").text)[("vitopic_model_ready", ())]
+        assert gauge == 1
+
+
+@pytest.mark.slow
+def test_serve_exits_with_one_line_when_the_model_cannot_load(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "vitopic.cli", "serve", "--model", str(tmp_path), "--port",
+         str(free_port()), "--log-level", "critical"],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: could not load the model: ")
+    assert "vitopic.json" in proc.stderr.splitlines()[-1]
