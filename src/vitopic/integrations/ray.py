@@ -1,0 +1,73 @@
+"""Ray: batch labelling with Ray Data, and the HTTP service under Ray Serve.
+
+    ds = ray.data.read_json("archive.jsonl")
+    labelled = ds.map_batches(Labeler, fn_constructor_kwargs={"model": "org/model"},
+                              concurrency=2, batch_size=256)
+
+    serve.run(deployment(num_replicas=2).bind("org/model"))  # POST /predict as `vitopic serve`
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from vitopic.options import Backend, Split
+from vitopic.prediction_io import PREDICTED
+
+
+class Labeler:
+    """A callable class for `ray.data.Dataset.map_batches`: the classifier is loaded once per
+    worker; each batch comes back with every input column (renamed `input_<name>` where it
+    clashes with a predicted one), `labels` (a list per row), `empty` and `score_<label>`."""
+
+    def __init__(self, model: str, text_column: str = "text", revision: str | None = None,
+                 device: str | None = None, backend: Backend = "torch", batch_size: int = 32,
+                 split: Split = "sentence", threshold: float | None = None):
+        from vitopic.predict import TopicClassifier
+
+        self.classifier = TopicClassifier.from_pretrained(model, revision=revision, device=device,
+                                                          backend=backend)
+        self.text_column = text_column
+        self.options: dict[str, Any] = {"batch_size": batch_size, "split": split,
+                                        "threshold": threshold}
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.text_column not in batch:
+            raise KeyError(f"no {self.text_column!r} column in the dataset (columns: "
+                           f"{sorted(batch)}); pass text_column=...")
+        texts = batch[self.text_column].tolist()
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"column {self.text_column!r}: row {i} of this batch is "
+                                f"{type(text).__name__}, expected str")
+        predictions = self.classifier.predict(texts, **self.options)
+        out = {f"input_{k}" if k in PREDICTED else k: v for k, v in batch.items()}
+        out["labels"] = np.empty(len(predictions), dtype=object)  # one list per row, not 2-D
+        for i, prediction in enumerate(predictions):
+            out["labels"][i] = prediction.labels
+        out["empty"] = np.array([p.empty for p in predictions], dtype=bool)
+        for label in self.classifier.labels:
+            out[f"score_{label}"] = np.array([p.scores[label] for p in predictions])
+        return out
+
+
+def deployment(**deployment_options: Any):
+    """A Ray Serve deployment of vitopic's HTTP app; bind it to a model and `serve.run` it.
+    `deployment_options` go to `serve.deployment` (num_replicas, ray_actor_options, ...);
+    `.bind(model, **create_app_options)` takes what `vitopic.serving.create_app` takes."""
+    from ray import serve
+
+    @serve.deployment(**deployment_options)
+    @serve.ingress()
+    class Vitopic:
+        def __init__(self, model: str, **options: Any):
+            self.model, self.options = model, options
+
+        def __serve_build_asgi_app__(self):
+            from vitopic.serving import create_app
+
+            return create_app(self.model, **self.options)
+
+    return Vitopic
