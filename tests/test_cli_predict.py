@@ -136,3 +136,44 @@ def test_a_real_process_on_stdin_and_version(trained_dir):
     assert done.stderr == ""  # no "Loading weights" bar, no third-party warnings
     done = subprocess.run([*cmd, "--version"], capture_output=True, text=True, cwd=ROOT)
     assert done.stdout.strip() == f"vitopic {__version__}"
+
+
+def test_input_streams_in_chunks_and_a_late_bad_line_leaves_no_output(
+        trained_dir, tmp_path, capsys, monkeypatch):
+    """Chunks of 4 records: order, ids and every field survive the boundaries; a bad line in a
+    later chunk (after rows were written) names its line and leaves no output file."""
+    import vitopic.cli
+
+    monkeypatch.setattr(vitopic.cli, "PREDICT_CHUNK", 4)
+    texts = [GAZA, NATO, "", "Trời mưa.", GAZA, "<b></b>", NATO, "x", GAZA, NATO, "y"]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": i, "text": t, "n": i * i}) + "\n"
+                           for i, t in enumerate(texts)), "utf-8")
+    out = tmp_path / "out.jsonl"
+    code, _, err = run(capsys, "predict", "--model", str(trained_dir), "--input", str(src),
+                       "--output", str(out))
+    assert code == 0 and f"wrote {len(texts)} predictions" in err
+    rows = jsonl(out.read_text("utf-8"))
+    assert [(r["id"], r["text"], r["n"]) for r in rows] == [(i, t, i * i) for i, t in enumerate(texts)]
+    whole = [r["labels"] for r in jsonl(run(capsys, "predict", "--model", str(trained_dir),
+                                            *texts)[1])]
+    assert [r["labels"] for r in rows] == whole  # chunking changes no answer
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(src.read_text("utf-8") + '{"id": 11, "text": 3}\n', "utf-8")
+    target = tmp_path / "bad-out.jsonl"
+    code, _, err = run(capsys, "predict", "--model", str(trained_dir), "--input", str(bad),
+                       "--output", str(target))
+    assert code == 2 and "bad.jsonl:12: a JSON line needs a string 'text' field" in err
+    assert not target.exists() and not list(tmp_path.glob(".*tmp"))
+
+
+def test_csv_output_refuses_a_record_with_new_fields(trained_dir, tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"text": GAZA}) + "\n" + json.dumps({"text": NATO, "id": 2}) + "\n",
+                   "utf-8")
+    target = tmp_path / "out.csv"
+    code, _, err = run(capsys, "predict", "--model", str(trained_dir), "--input", str(src),
+                       "--output", str(target))
+    assert code == 2 and "record 2 has field(s) ['id'] that the first record lacks" in err
+    assert not target.exists()
