@@ -66,10 +66,11 @@ def ensure_tiny() -> Path:
     return TINY
 
 
-def base_checkpoint(directory: Path = BASE_CACHE) -> Path:
+def base_checkpoint(directory: Path = BASE_CACHE, tokenizer_from: Path | None = None) -> Path:
     """A random-weight RoBERTa classifier with PhoBERT-base's shape, as a vitopic checkpoint (cached).
 
-    Tokenizer files come from runs/tiny; `vitopic.json` is written last and marks a finished dir.
+    Tokenizer files come from `tokenizer_from` (default runs/tiny); `vitopic.json` is written last
+    and marks a finished dir.
     """
     if (directory / "vitopic.json").is_file():
         return directory
@@ -78,7 +79,7 @@ def base_checkpoint(directory: Path = BASE_CACHE) -> Path:
 
     from vitopic.checkpoint import Metadata
 
-    tiny = ensure_tiny()
+    tiny = tokenizer_from or ensure_tiny()
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     config = RobertaConfig(
@@ -90,6 +91,12 @@ def base_checkpoint(directory: Path = BASE_CACHE) -> Path:
     for name in TOKENIZER_FILES:
         if (tiny / name).is_file():
             shutil.copy(tiny / name, directory / name)
+    # PhoBERT-base's vocabulary size: the tiny BPE vocabulary, padded with unused tokens, <mask> last.
+    words = (directory / "vocab.txt").read_text("utf-8").splitlines()
+    filler = [f"unused{i}@@ 1" for i in range(PHOBERT_BASE["vocab_size"] - 5 - len(words))]
+    (directory / "vocab.txt").write_text("\n".join(words + filler) + "\n", "utf-8")
+    (directory / "added_tokens.json").write_text(
+        json.dumps({"<mask>": PHOBERT_BASE["vocab_size"] - 1}), "utf-8")
     Metadata(labels=LABELS, mode="multi_label", segmenter="pyvi", max_length=256,
              thresholds=[0.5, 0.5, 0.5], base_model=None).save(directory)
     return directory

@@ -1,6 +1,6 @@
-"""Shared fixtures: one tiny model trained on the shipped corpus, reused by the tests that need it."""
+"""Shared fixtures: one tiny model trained on the shipped corpus, reused by the tests that need it
+(plain helpers and constants live in helpers.py)."""
 
-import json
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -10,34 +10,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import TINY, tiny_overrides
 from hypothesis import settings
 
 # CI replays a fixed set of examples (a landing must not depend on luck); local runs explore.
 settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
-
-ROOT = Path(__file__).resolve().parent.parent
-TINY = ROOT / "configs" / "tiny.yaml"
-DATA = ROOT / "training" / "data"
-
-
-def tiny_overrides(out: Path, *extra: str) -> list[str]:
-    """Overrides that keep the tiny config quick in tests (a narrower model, fewer epochs) while
-    still learning the topics; the shipped config itself is trained by the slow tests."""
-    return [f"data.dir={DATA}", f"output.dir={out}", "training.epochs=4", "training.max_steps=700",
-            "training.eval_steps=350", "model.hidden_size=64", "model.num_attention_heads=2",
-            "model.intermediate_size=128", *extra]
-
-
-QUICK = ("training.max_steps=60", "training.eval_steps=30", "training.early_stopping_patience=null")
-
-
-def quick(out: Path, *extra: str):
-    """The tiny config for a short run (60 steps, evaluated twice) into `out`."""
-    from vitopic.config import load_config
-
-    return load_config(TINY, tiny_overrides(out, *QUICK, *extra))
 
 
 @pytest.fixture(scope="session")
@@ -64,30 +43,3 @@ def classifier(trained_dir):
     from vitopic import TopicClassifier
 
     return TopicClassifier.from_pretrained(trained_dir)
-
-
-def edit_json(path: Path, **changes) -> None:
-    """Set top-level keys of a JSON file (a checkpoint's config.json, vitopic.json, ...)."""
-    data = json.loads(path.read_text("utf-8"))
-    data.update(changes)
-    path.write_text(json.dumps(data), "utf-8")
-
-
-def edit_weights(directory: Path, change) -> None:
-    """Rewrite a checkpoint's model.safetensors after `change(tensors)` mutates the dict."""
-    from safetensors.torch import load_file, save_file
-
-    path = directory / "model.safetensors"
-    tensors = load_file(path)
-    change(tensors)
-    save_file(tensors, path, metadata={"format": "pt"})
-
-
-def place_in_hub_cache(model_dir: Path, cache: Path, repo_id: str) -> str:
-    """Lay a checkpoint out as huggingface_hub's cache does after a real download."""
-    from hub_replica import place_snapshot
-
-    from vitopic.hub import checkpoint_files
-
-    place_snapshot(cache, repo_id, {p.name: p.read_bytes() for p in checkpoint_files(model_dir)})
-    return repo_id

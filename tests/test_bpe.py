@@ -1,6 +1,6 @@
 from collections import Counter
 
-from conftest import DATA
+from helpers import DATA, LABELS
 from transformers import AutoTokenizer, PhobertTokenizer
 
 from vitopic.bpe import learn_phobert_tokenizer
@@ -9,7 +9,7 @@ from vitopic.text import prepare
 
 
 def test_learned_tokenizer_round_trips_through_phobert_tokenizer(tmp_path):
-    examples = read_jsonl(DATA / "train.jsonl", ["ukraine_aid", "gaza", "nato"])[:400]
+    examples = read_jsonl(DATA / "train.jsonl", LABELS)[:400]
     texts = prepare([ex.text for ex in examples], "pyvi")
     learn_phobert_tokenizer(texts, tmp_path, merges=800)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import edit_json, edit_weights
+from helpers import edit_json, edit_weights
 from hub_replica import place_snapshot
 from safetensors.torch import load_file, save_file
 

@@ -3,7 +3,7 @@
 import json
 
 import yaml
-from conftest import DATA
+from helpers import DATA
 
 from vitopic.cli import main
 from vitopic.modelcard import validate_card

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 from vitopic import __version__
 from vitopic.cli import main
@@ -177,3 +177,25 @@ def test_csv_output_refuses_a_record_with_new_fields(trained_dir, tmp_path, caps
                        "--output", str(target))
     assert code == 2 and "record 2 has field(s) ['id'] that the first record lacks" in err
     assert not target.exists()
+
+
+@pytest.mark.slow
+def test_sigterm_mid_run_leaves_neither_output_nor_temp_file(trained_dir, tmp_path):
+    import signal
+    import time
+
+    src = tmp_path / "big.txt"
+    src.write_text(f"{GAZA}\n{NATO}\n" * 20000, "utf-8")
+    target = tmp_path / "out.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "vitopic.cli", "predict", "--model",
+                             str(trained_dir), "--input", str(src), "--output", str(target),
+                             "--quiet"], stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    temp = tmp_path / f".{target.name}.tmp"
+    deadline = time.monotonic() + 120
+    while not (temp.exists() and temp.stat().st_size) and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert proc.poll() is None, "finished before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 128 + signal.SIGTERM
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.txt"]

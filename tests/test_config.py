@@ -2,7 +2,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import DATA, ROOT, TINY
+from helpers import DATA, ROOT, TINY
 
 from vitopic.config import Config, ConfigError, load_config
 

@@ -5,12 +5,10 @@ import sys
 import unicodedata
 
 import pytest
-from conftest import DATA, ROOT
+from helpers import DATA, LABELS, ROOT
 
 from vitopic.data import DataError, read_jsonl
 from vitopic.datacheck import check_corpus, near_duplicate_pairs
-
-LABELS = ["ukraine_aid", "gaza", "nato"]
 
 
 def _file(tmp_path, content: str | bytes):

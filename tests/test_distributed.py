@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import DATA, ROOT, tiny_overrides
+from helpers import DATA, ROOT, tiny_overrides
 
 pytestmark = pytest.mark.slow
 SHORT = ["training.eval_steps=10", "training.early_stopping_patience=null"]

@@ -3,14 +3,12 @@
 import json
 
 import yaml
-from conftest import ROOT
+from helpers import LABELS, ROOT
 from transformers import pipeline
 
 from vitopic import TopicClassifier
 from vitopic.cli import main
 from vitopic.modelcard import validate_card
-
-LABELS = ["ukraine_aid", "gaza", "nato"]
 
 
 def test_checkpoint_is_an_ordinary_transformers_checkpoint(trained_dir):

@@ -10,13 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, place_in_hub_cache
+from helpers import LABELS, ROOT, edit_json, place_in_hub_cache
 
 from vitopic import TopicClassifier
 from vitopic.checkpoint import CheckpointError
 from vitopic.hub import push_to_hub
 
-LABELS = ["ukraine_aid", "gaza", "nato"]
 GAZA = "Israel tiếp tục không kích Rafah ở miền nam Dải Gaza, khiến hàng chục người thiệt mạng."
 
 
@@ -198,10 +197,19 @@ def test_not_a_model(tmp_path):
         TopicClassifier.from_pretrained(tmp_path / "missing" / "deep" / "path")
 
 
-def test_never_passes_trust_remote_code_true():
-    sources = "\n".join(p.read_text() for p in (ROOT / "src" / "vitopic").rglob("*.py"))
-    assert "trust_remote_code=True" not in sources
-    assert sources.count("trust_remote_code=False") >= 3
+def test_remote_code_named_by_a_checkpoint_never_runs(model_copy, tmp_path):
+    """config.json and tokenizer_config.json point at code in the repo (`auto_map`), as a
+    hostile checkpoint would: loading and predicting never imports it."""
+    marker = tmp_path / "ran"
+    (model_copy / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                        "from transformers import *\n")
+    edit_json(model_copy / "config.json", auto_map={
+        "AutoConfig": "evil.RobertaConfig",
+        "AutoModelForSequenceClassification": "evil.RobertaForSequenceClassification"})
+    edit_json(model_copy / "tokenizer_config.json", auto_map={
+        "AutoTokenizer": ["evil.PhobertTokenizer", None]})
+    clf = TopicClassifier.from_pretrained(model_copy)
+    assert clf.predict("NATO họp.").scores and not marker.exists()
 
 
 @pytest.mark.slow
@@ -262,7 +270,7 @@ def test_push_uploads_through_huggingface_hub(trained_dir):
 @pytest.mark.slow
 def test_onnx_export_and_backends_agree_with_torch(model_copy):
     run = subprocess.run([sys.executable, "-m", "vitopic.cli", "export", "--model", str(model_copy),
-                          "--onnx", "--int8"], capture_output=True, text=True, cwd=ROOT)
+                          "--int8"], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stderr == ""  # no torchvision, exporter or ONNX Runtime chatter
     assert (model_copy / "model.onnx").is_file() and (model_copy / "model.int8.onnx").is_file()

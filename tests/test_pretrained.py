@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
-from conftest import DATA, ROOT
+from helpers import DATA, ROOT
 from hub_replica import (
     PICKLE_MARKER,
     REMOTE_CODE_MARKER,

@@ -3,12 +3,12 @@
 import json
 import re
 
+from helpers import LABELS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vitopic.data import DataError, read_jsonl
 
-LABELS = ["ukraine_aid", "gaza", "nato"]
 WORDS = st.sampled_from(["Kiev", "Gaza", "NATO", "viện", "trợ", "Hòa", "bình", ",", ".", "😀",
                          "<b>", "</b>", "&amp;", "Hà_Nội", "\u0301", "1.5", "\n", "   "])
 TEXTS = st.one_of(st.text(max_size=60), st.lists(WORDS, max_size=40).map(" ".join))

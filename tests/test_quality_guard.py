@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, TINY, tiny_overrides
+from helpers import ROOT, TINY, tiny_overrides
 
 from vitopic.evaluation import quality_warnings
 

@@ -5,7 +5,7 @@ import time
 
 import httpx
 import pytest
-from conftest import DATA
+from helpers import DATA
 
 ray = pytest.importorskip("ray")  # the `ray` extra; CI installs it
 

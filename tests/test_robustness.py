@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DATA, ROOT, TINY, edit_json, edit_weights
+from helpers import DATA, LABELS, ROOT, TINY, edit_json, edit_weights
 
 from vitopic import TopicClassifier
 from vitopic.cli import main
@@ -30,7 +30,6 @@ from vitopic.text import normalize, split_sentences
 from vitopic.training import train
 
 DOC = ROOT / "docs" / "robustness.md"
-LABELS = ["ukraine_aid", "gaza", "nato"]
 GAZA = "Israel không kích Rafah ở miền nam Dải Gaza."
 
 

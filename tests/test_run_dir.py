@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, quick
+from helpers import ROOT, quick
 
 import vitopic.training as training
 from vitopic import TopicClassifier

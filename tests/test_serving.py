@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from conftest import DATA
 from fastapi.testclient import TestClient
+from helpers import DATA
 from prometheus_client.parser import text_string_to_metric_families
 
 from vitopic.serving import Limits, MicroBatcher, create_app

@@ -2,12 +2,13 @@ import json
 import unicodedata
 
 import pytest
-from conftest import DATA
+from helpers import DATA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vitopic import text
 from vitopic.bpe import learn_phobert_tokenizer
+from vitopic.options import SEGMENTERS
 from vitopic.text import SegmenterUnavailableError, is_segmented, normalize, prepare, split_sentences
 
 SEEDS = [json.loads(line)["text"] for line in (DATA / "seed.jsonl").read_text("utf-8").splitlines()]
@@ -27,6 +28,10 @@ def word_f1(predicted: str, gold: str) -> float:
 
     p, g = spans(predicted), spans(gold)
     return 2 * len(p & g) / (len(p) + len(g))
+
+
+def test_every_segmenter_the_schema_offers_has_a_backend():
+    assert set(text._BACKENDS) == set(SEGMENTERS) == {*BACKENDS[:2], "rdrsegmenter", "none"}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

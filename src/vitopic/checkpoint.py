@@ -31,9 +31,10 @@ from transformers import (
 )
 
 from vitopic import __version__
-from vitopic.config import MIN_MAX_LENGTH, PHOBERT_MAX_LENGTH, SEGMENTERS, ModelConfig
+from vitopic.config import MIN_MAX_LENGTH, PHOBERT_MAX_LENGTH, ModelConfig
 from vitopic.errors import VitopicError
-from vitopic.modeling import NONE_CLASS, class_names, head_config
+from vitopic.modeling import class_names, head_config
+from vitopic.options import NONE_CLASS, SEGMENTERS
 
 METADATA_FILE = "vitopic.json"
 METRICS_FILE = "metrics.json"

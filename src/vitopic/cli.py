@@ -6,15 +6,16 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import NoReturn
 
 from vitopic import __version__
-from vitopic.config import DEFAULT_LABELS, SEGMENTERS, load_config
+from vitopic.config import DEFAULT_LABELS, load_config
 from vitopic.data import DataError
 from vitopic.errors import VitopicError
-from vitopic.options import BACKENDS, SPLITS
+from vitopic.options import BACKENDS, SEGMENTERS, SPLITS
 from vitopic.prediction_io import FORMATS
 
 PREDICT_CHUNK = 2048  # input records read, predicted and written at a time: constant memory
@@ -43,6 +44,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise DataError(f"{args.input or '<stdin>'}: no input (it is empty)")
     clf = TopicClassifier.from_pretrained(args.model, revision=args.revision, device=args.device,
                                           segmenter=args.segmenter, backend=args.backend)
+    # SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so the partial output's temp file is removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     rows = predict_rows(clf, itertools.chain(first, records), field, PREDICT_CHUNK,
                         progress=bool(args.input) and not args.quiet, batch_size=args.batch_size,
                         threshold=args.threshold, split=args.split, top_k=args.top_k,
@@ -258,9 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="upload even if training flagged the model as not worth using")
     p.set_defaults(func=cmd_push)
 
-    p = sub.add_parser("export", help="export an ONNX model next to the checkpoint")
+    p = sub.add_parser("export", help="write model.onnx (ONNX Runtime) next to the checkpoint")
     p.add_argument("--model", required=True)
-    p.add_argument("--onnx", action="store_true", required=True)
     p.add_argument("--int8", action="store_true", help="also write a dynamic-int8 model")
     p.set_defaults(func=cmd_export)
     return parser

@@ -15,9 +15,9 @@ from typing import Any, Literal
 import yaml
 
 from vitopic.errors import VitopicError
+from vitopic.options import NONE_CLASS, SegmenterName
 
 DEFAULT_LABELS = ("ukraine_aid", "gaza", "nato")
-SEGMENTERS = ("rdrsegmenter", "underthesea", "pyvi", "none")
 PHOBERT_MAX_LENGTH = 256
 MIN_MAX_LENGTH = 8  # <s> and </s> take two positions; a piece must leave room for some text
 
@@ -66,7 +66,7 @@ class DataConfig:
 class TextConfig:
     """How raw Vietnamese becomes PhoBERT input."""
 
-    segmenter: Literal["rdrsegmenter", "underthesea", "pyvi", "none"] = "pyvi"
+    segmenter: SegmenterName = "pyvi"
     max_length: int = PHOBERT_MAX_LENGTH
 
 
@@ -186,8 +186,8 @@ def _validate(cfg: Config, source: str, check_files: bool) -> None:
     require(len(set(labels)) == len(labels), "data.labels", "labels must be unique")
     require(all(lab.strip() and lab == lab.strip() for lab in labels), "data.labels",
             "labels must be non-empty names without surrounding spaces")
-    require(cfg.model.mode == "multi_label" or "none" not in labels, "data.labels",
-            "'none' is reserved for the implicit class of single_label mode")
+    require(cfg.model.mode == "multi_label" or NONE_CLASS not in labels, "data.labels",
+            f"{NONE_CLASS!r} is reserved for the implicit class of single_label mode")
     t = cfg.training
     require(t.learning_rate > 0, "training.learning_rate", f"must be > 0, got {t.learning_rate}")
     require(t.batch_size > 0, "training.batch_size", f"must be > 0, got {t.batch_size}")

@@ -17,9 +17,7 @@ from vitopic.checkpoint import (
     CheckpointError,
     open_checkpoint,
 )
-from vitopic.modelcard import validate_card
-
-CARD_PLACEHOLDER = "ORG/NAME"
+from vitopic.modelcard import CARD_PLACEHOLDER, validate_card
 
 
 def checkpoint_files(directory: str | Path) -> list[Path]:

@@ -12,6 +12,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from vitopic.checkpoint import Metadata
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
+CARD_PLACEHOLDER = "ORG/NAME"  # the usage examples' model id until the card is pushed
 PROJECT_LICENSE = "mit"
 BASE_LICENSES = {
     "vinai/phobert-base": "mit",
@@ -102,9 +103,10 @@ def _training_section(training: dict | None) -> str:
 
 
 def render_card(meta: Metadata, results: dict[str, dict], model_name: str,
-                repo_id: str | None = None, license_override: str | None = None,
-                extra_metrics: str = "", data_note: str = "", training: dict | None = None) -> str:
-    """The README.md written beside the weights."""
+                license_override: str | None = None, extra_metrics: str = "",
+                training: dict | None = None) -> str:
+    """The README.md written beside the weights; `push-to-hub` puts the repo id in place of
+    `CARD_PLACEHOLDER`."""
     license_id = model_license(meta.base_model, license_override)
     metadata = card_metadata(meta, results, model_name, license_override)
     return Template(TEMPLATE.read_text("utf-8")).substitute(
@@ -123,9 +125,7 @@ def render_card(meta: Metadata, results: dict[str, dict], model_name: str,
         metrics_table=_metrics_table(results, meta.labels),
         training=_training_section(training),
         extra_metrics=extra_metrics,
-        data_note=data_note or "The training corpus was written for the project; real news is "
-                               "more varied, so expect lower scores on it than on the test split.",
-        repo_id=repo_id or "ORG/NAME",
+        repo_id=CARD_PLACEHOLDER,
         license_name=license_id,
         license_note=LICENSE_NOTES.get(license_id, ""),
     )

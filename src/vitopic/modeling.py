@@ -15,11 +15,10 @@ from transformers import (
 )
 
 from vitopic.config import PHOBERT_MAX_LENGTH, Config
+from vitopic.options import NONE_CLASS
 
 if TYPE_CHECKING:
     from vitopic.base_model import BaseModel
-
-NONE_CLASS = "none"  # the explicit "no topic" class of single_label mode
 
 
 def class_names(labels: list[str], mode: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""The choices `predict` offers, shared by its front-ends (CLI, server) without importing torch."""
+"""Named choices shared across vitopic (config, CLI, server, checkpoints), without importing torch."""
 
 from typing import Literal, get_args
 
@@ -6,3 +6,6 @@ Backend = Literal["torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
 Split = Literal["sentence", "none"]  # score each sentence and aggregate, or each input whole
 SPLITS: tuple[str, ...] = get_args(Split)
+SegmenterName = Literal["rdrsegmenter", "underthesea", "pyvi", "none"]
+SEGMENTERS: tuple[str, ...] = get_args(SegmenterName)
+NONE_CLASS = "none"  # the explicit "no topic" class of single_label mode

@@ -269,7 +269,7 @@ class OnnxRunner:
     def __init__(self, path: Path):
         if not path.is_file():
             raise CheckpointError(f"{path}: not found; run `vitopic export --model "
-                                  f"{path.parent} --onnx{' --int8' if path.name == INT8_FILE else ''}`")
+                                  f"{path.parent}{' --int8' if path.name == INT8_FILE else ''}`")
         import onnxruntime
 
         self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -1,0 +1,43 @@
+"""The benchmark scripts run, and what they build loads: a broken benchmark is found here, not
+when someone needs its figures."""
+
+import subprocess
+import sys
+
+import pytest
+from helpers import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def run(*argv: str, timeout: float = 300) -> str:
+    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_the_gpu_device_check_script_runs():
+    out = run("benchmarks/device_check.py", "--smoke", "--device", "cpu")
+    assert "training: 4 steps" in out and "prediction: 64 sentences" in out
+
+
+def test_the_serving_benchmark_prints_its_table(trained_dir):
+    out = run("benchmarks/serve.py", "--model", str(trained_dir), "--rounds", "1", "--seconds",
+              "1", "--clients", "1,4")
+    rows = [line for line in out.splitlines() if line.startswith("|") and line[1:].strip()[:1].isdigit()]
+    assert [row.split("|")[1].strip() for row in rows] == ["1", "4"]
+    assert all(row.rstrip(" |").endswith("0") for row in rows)  # no failed request
+
+
+def test_the_phobert_base_sized_checkpoint_loads(trained_dir, tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from common import PHOBERT_BASE, base_checkpoint
+    finally:
+        sys.path.pop(0)
+    from vitopic import TopicClassifier
+
+    clf = TopicClassifier.from_pretrained(base_checkpoint(tmp_path / "base", trained_dir))
+    assert len(clf.tokenizer) == PHOBERT_BASE["vocab_size"]
+    assert clf.predict("NATO họp ở Brussels.").scores
