@@ -35,8 +35,8 @@ def main() -> None:
     for name, examples in (("single sentences", sentences), ("two-sentence paragraphs", pairs)):
         for split in ("sentence", "none"):
             result = evaluate_examples(clf, examples, split=split)[0]
-            per_label = "  ".join(f"{result['per_label'][lab]['f1']:>11.3f}" for lab in LABELS)
-            print(f"{name:<23} {split:<9} {result['macro_f1']:8.3f}  {per_label}")
+            per_label = "  ".join(f"{result.per_label[lab].f1:>11.3f}" for lab in LABELS)
+            print(f"{name:<23} {split:<9} {result.macro_f1:8.3f}  {per_label}")
 
 
 if __name__ == "__main__":

@@ -22,13 +22,14 @@ from vitopic.baseline import KEYWORD_SUFFIX
 from vitopic.config import load_config
 from vitopic.data import read_jsonl
 from vitopic.evaluation import evaluate_examples
+from vitopic.metrics import Metrics
 from vitopic.predict import TopicClassifier
 from vitopic.recipes import run_baseline
 from vitopic.training import Splits, train
 
 
-def cells(result: dict, labels: list[str]) -> list[float]:
-    return [result["macro_f1"], *(result["per_label"][lab]["f1"] for lab in labels)]
+def cells(result: Metrics, labels: list[str]) -> list[float]:
+    return [result.macro_f1, *(result.per_label[lab].f1 for lab in labels)]
 
 
 def main() -> None:

@@ -113,6 +113,22 @@ def test_thresholds_prefer_0_5_unless_clearly_better():
     assert tune_thresholds(clear, np.zeros((20, 1))).tolist() == [0.5]
 
 
+def test_metrics_are_typed_and_keep_the_metric_json_shape():
+    import evaluate
+
+    from vitopic.metrics import METRIC_DIR, Metrics, multilabel_metrics
+
+    predicted, gold = [[1, 0], [1, 1], [0, 0]], [[1, 1], [1, 0], [0, 0]]
+    metrics = multilabel_metrics(predicted, gold, ["a", "b"])
+    raw = evaluate.load(str(METRIC_DIR)).compute(predictions=predicted, references=gold,
+                                                 label_names=["a", "b"])
+    assert json.dumps(metrics.to_dict()) == json.dumps(raw)  # keys, order and values
+    assert Metrics.from_dict(json.loads(json.dumps(raw))) == metrics
+    assert (metrics.exact_match, metrics.per_label["a"].f1, metrics.per_label["b"].fp) == (1 / 3, 1.0, 1)
+    assert metrics.format("x").splitlines()[1] == (
+        "  a            P 1.000  R 1.000  F1 1.000  (tp 2 fp 0 fn 0 tn 1, support 2)")
+
+
 def test_data_check_takes_labels_and_segmenter_from_a_config(tmp_path, capsys):
     from vitopic.cli import main
 

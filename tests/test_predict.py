@@ -277,8 +277,7 @@ def test_onnx_export_and_backends_agree_with_torch(model_copy):
     texts = [json.loads(line)["text"] for line in
              (ROOT / "training" / "data" / "test.jsonl").read_text("utf-8").splitlines()]
     reference = TopicClassifier.from_pretrained(model_copy).predict(texts)
-    for backend, min_agreement in (("onnx", 1.0), ("onnx-int8", 0.97), ("torch-int8", 0.97),
-                                   ("torch-bf16", 0.97)):
+    for backend, min_agreement in (("onnx", 1.0), ("onnx-int8", 0.99), ("torch-bf16", 0.99)):
         clf = TopicClassifier.from_pretrained(model_copy, backend=backend)
         results = clf.predict(texts)
         agree = sum(a.labels == b.labels for a, b in zip(reference, results, strict=True))

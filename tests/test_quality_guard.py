@@ -1,5 +1,6 @@
 """The guard against useless models: flagged loudly after training, and kept off the Hub."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -8,17 +9,23 @@ import pytest
 from helpers import ROOT, TINY, tiny_overrides
 
 from vitopic.evaluation import quality_warnings
+from vitopic.metrics import Metrics
 
-DEV = {"macro_f1": 0.5}
+
+def macro(f1: float) -> Metrics:
+    return Metrics(micro_f1=f1, macro_f1=f1, exact_match=f1, per_label={})
+
+
+DEV = macro(0.5)
 
 
 def test_quality_warnings_cover_both_failure_modes():
     rows = [{"predicted": []}] * 9 + [{"predicted": ["gaza"]}]
-    assert quality_warnings(DEV, rows, {"macro_f1": 0.4}) == [
+    assert quality_warnings(DEV, rows, macro(0.4)) == [
         "90% of dev sentences get the same labels (none)"]
     mixed = [{"predicted": []}] * 8 + [{"predicted": ["gaza"]}] * 2
-    assert quality_warnings(DEV, mixed, {"macro_f1": 0.4}) == []
-    assert quality_warnings(DEV, mixed, {"macro_f1": 0.7}) == [
+    assert quality_warnings(DEV, mixed, macro(0.4)) == []
+    assert quality_warnings(DEV, mixed, macro(0.7)) == [
         "dev macro-F1 0.500 is below the TF-IDF + LR baseline's 0.700"]
 
 
@@ -56,7 +63,7 @@ def test_a_model_that_beats_the_baseline_is_not_flagged(tmp_path, monkeypatch, c
 
     def weak_baseline(cfg, *args, **kwargs):
         results = real(cfg, *args, **kwargs)
-        results["dev"] = {**results["dev"], "macro_f1": 0.0}
+        results["dev"] = dataclasses.replace(results["dev"], macro_f1=0.0)
         return results
 
     monkeypatch.setattr(recipes, "run_baseline", weak_baseline)

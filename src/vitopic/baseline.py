@@ -11,7 +11,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import make_pipeline, make_union
 
 from vitopic.data import Example, multi_hot
-from vitopic.metrics import multilabel_metrics, tune_thresholds
+from vitopic.metrics import Metrics, multilabel_metrics, tune_thresholds
 from vitopic.text import normalize
 
 KEYWORD_SUFFIX = " (keyword rules)"
@@ -22,7 +22,7 @@ KEYWORDS = {
 }
 
 
-def keyword_metrics(examples: list[Example], labels: list[str]) -> dict:
+def keyword_metrics(examples: list[Example], labels: list[str]) -> Metrics:
     """The simple rules a model must beat: a label fires when one of its keywords appears."""
     rules = {lab: re.compile(KEYWORDS[lab], re.IGNORECASE) for lab in labels if lab in KEYWORDS}
     decided = np.array([[bool(rules.get(lab) and rules[lab].search(ex.text)) for lab in labels]
@@ -65,6 +65,6 @@ class TfidfBaseline:
     def scores(self, examples: list[Example]) -> np.ndarray:
         return self.pipeline.predict_proba(self._texts(examples))
 
-    def evaluate(self, examples: list[Example]) -> dict:
+    def evaluate(self, examples: list[Example]) -> Metrics:
         decided = self.scores(examples) >= self.thresholds
         return multilabel_metrics(decided, multi_hot(examples, self.labels), self.labels)

@@ -96,12 +96,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_baseline(args: argparse.Namespace) -> int:
     from vitopic.baseline import baseline_label
-    from vitopic.evaluation import format_metrics
     from vitopic.recipes import run_baseline
 
     cfg = load_config(args.config, args.overrides)
     for key, result in run_baseline(cfg, args.eval).items():
-        print(format_metrics(baseline_label(key), result))
+        print(result.format(baseline_label(key)))
     return 0
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from vitopic.data import Example, multi_hot
-from vitopic.metrics import multilabel_metrics
+from vitopic.metrics import Metrics, multilabel_metrics
 from vitopic.options import Split
 from vitopic.plots import plot_pr_curves
 from vitopic.predict import TopicClassifier
@@ -18,7 +18,7 @@ from vitopic.predict import TopicClassifier
 def evaluate_examples(
     clf: TopicClassifier, examples: list[Example], batch_size: int = 32, progress: bool = False,
     split: Split = "sentence",
-) -> tuple[dict, np.ndarray, np.ndarray, list[dict]]:
+) -> tuple[Metrics, np.ndarray, np.ndarray, list[dict]]:
     """Metrics (with the classifier's own thresholds), scores, targets and per-example rows."""
     predictions = clf.predict([ex.text for ex in examples], batch_size=batch_size,
                               progress=progress, split=split)
@@ -32,18 +32,7 @@ def evaluate_examples(
     return multilabel_metrics(decided, targets, labels), scores, targets, rows
 
 
-def format_metrics(name: str, result: dict) -> str:
-    """A plain-text summary, macro-F1 named as such."""
-    lines = [f"{name}: macro-F1 {result['macro_f1']:.4f}  micro-F1 {result['micro_f1']:.4f}  "
-             f"exact-match {result['exact_match']:.4f}"]
-    for label, m in result["per_label"].items():
-        lines.append(f"  {label:<12} P {m['precision']:.3f}  R {m['recall']:.3f}  "
-                     f"F1 {m['f1']:.3f}  (tp {m['tp']} fp {m['fp']} fn {m['fn']} tn {m['tn']}, "
-                     f"support {m['support']})")
-    return "\n".join(lines)
-
-
-def write_evaluation(out_dir: str | Path, name: str, clf: TopicClassifier, result: dict,
+def write_evaluation(out_dir: str | Path, name: str, clf: TopicClassifier, result: Metrics,
                      scores: np.ndarray, targets: np.ndarray, rows: list[dict]) -> Path:
     """`eval-NAME.json` (metrics + per-example predictions) and `plots/pr-NAME.png`."""
     out_dir = Path(out_dir)
@@ -51,7 +40,7 @@ def write_evaluation(out_dir: str | Path, name: str, clf: TopicClassifier, resul
     plot_pr_curves(scores, targets, clf.labels, clf.thresholds, out_dir / "plots" / f"pr-{name}.png",
                    f"precision-recall on {name}")
     path = out_dir / f"eval-{name}.json"
-    path.write_text(json.dumps({"metrics": result, "predictions": rows}, indent=1,
+    path.write_text(json.dumps({"metrics": result.to_dict(), "predictions": rows}, indent=1,
                                ensure_ascii=False), "utf-8")
     return path
 
@@ -59,13 +48,13 @@ def write_evaluation(out_dir: str | Path, name: str, clf: TopicClassifier, resul
 DEGENERATE_SHARE = 0.9
 
 
-def quality_warnings(dev: dict, dev_rows: list[dict], tfidf_dev: dict | None) -> list[str]:
+def quality_warnings(dev: Metrics, dev_rows: list[dict], tfidf_dev: Metrics | None) -> list[str]:
     """Why a trained model is not worth using, if it is not: it loses to the TF-IDF baseline on
     dev, or it gives one label set to nearly every dev sentence."""
     warnings = []
-    if tfidf_dev is not None and dev["macro_f1"] < tfidf_dev["macro_f1"]:
-        warnings.append(f"dev macro-F1 {dev['macro_f1']:.3f} is below the TF-IDF + LR baseline's "
-                        f"{tfidf_dev['macro_f1']:.3f}")
+    if tfidf_dev is not None and dev.macro_f1 < tfidf_dev.macro_f1:
+        warnings.append(f"dev macro-F1 {dev.macro_f1:.3f} is below the TF-IDF + LR baseline's "
+                        f"{tfidf_dev.macro_f1:.3f}")
     if dev_rows:
         labels, count = Counter(tuple(r["predicted"]) for r in dev_rows).most_common(1)[0]
         if count >= DEGENERATE_SHARE * len(dev_rows):

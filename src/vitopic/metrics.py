@@ -1,8 +1,9 @@
-"""Metrics through `evaluate` (offline, from the module shipped in the package) and thresholds."""
+"""Metrics through `evaluate` (offline, from the module shipped in the package), typed; thresholds."""
 
 from __future__ import annotations
 
 import functools
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import evaluate
@@ -17,13 +18,57 @@ def _metric() -> evaluate.EvaluationModule:
     return evaluate.load(str(METRIC_DIR))
 
 
-def multilabel_metrics(predicted: np.ndarray, references: np.ndarray, labels: list[str]) -> dict:
+@dataclass(frozen=True)
+class LabelScores:
+    """One label's precision, recall and F1, its support (gold positives) and confusion counts."""
+
+    precision: float
+    recall: float
+    f1: float
+    support: int
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """What the shipped `multilabel_f1` metric computes; `to_dict` is its JSON shape (metrics.json,
+    eval-*.json), field for field and in its order."""
+
+    micro_f1: float
+    macro_f1: float
+    exact_match: float
+    per_label: dict[str, LabelScores]
+
+    @classmethod
+    def from_dict(cls, result: dict) -> Metrics:
+        """From the metric's result, or the same dict read back from JSON."""
+        return cls(result["micro_f1"], result["macro_f1"], result["exact_match"],
+                   {name: LabelScores(**scores) for name, scores in result["per_label"].items()})
+
+    def to_dict(self) -> dict:
+        """The metric's own dict: what metrics.json and eval-*.json hold."""
+        return asdict(self)
+
+    def format(self, name: str) -> str:
+        """A plain-text summary, macro-F1 named as such."""
+        lines = [f"{name}: macro-F1 {self.macro_f1:.4f}  micro-F1 {self.micro_f1:.4f}  "
+                 f"exact-match {self.exact_match:.4f}"]
+        for label, m in self.per_label.items():
+            lines.append(f"  {label:<12} P {m.precision:.3f}  R {m.recall:.3f}  F1 {m.f1:.3f}  "
+                         f"(tp {m.tp} fp {m.fp} fn {m.fn} tn {m.tn}, support {m.support})")
+        return "\n".join(lines)
+
+
+def multilabel_metrics(predicted: np.ndarray, references: np.ndarray, labels: list[str]) -> Metrics:
     """Micro/macro F1, per-label P/R/F1 and confusion counts, exact match, for multi-hot arrays."""
-    return _metric().compute(
+    return Metrics.from_dict(_metric().compute(
         predictions=np.asarray(predicted, dtype=np.int8).tolist(),
         references=np.asarray(references, dtype=np.int8).tolist(),
         label_names=list(labels),
-    )
+    ))
 
 
 def _f1_at(scores: np.ndarray, truth: np.ndarray, thresholds: np.ndarray) -> np.ndarray:

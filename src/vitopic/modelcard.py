@@ -10,6 +10,7 @@ from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from vitopic.checkpoint import Metadata
+from vitopic.metrics import Metrics
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 CARD_PLACEHOLDER = "ORG/NAME"  # the usage examples' model id until the card is pushed
@@ -44,7 +45,7 @@ def model_license(base_model: str | None, override: str | None = None) -> str:
     return BASE_LICENSES.get(base_model.rstrip("/"), "other")
 
 
-def card_metadata(meta: Metadata, results: dict[str, dict], model_name: str,
+def card_metadata(meta: Metadata, results: dict[str, Metrics], model_name: str,
                   license_override: str | None = None) -> dict:
     """Hub metadata (the YAML header), with one `model-index` entry per evaluated split."""
     metrics_by_split = [
@@ -52,11 +53,11 @@ def card_metadata(meta: Metadata, results: dict[str, dict], model_name: str,
             "task": {"type": "text-classification", "name": "Multi-label topic classification"},
             "dataset": {"name": f"vitopic {split}", "type": "vitopic", "split": split},
             "metrics": [
-                {"type": "f1", "name": "macro F1", "value": round(r["macro_f1"], 4),
+                {"type": "f1", "name": "macro F1", "value": round(r.macro_f1, 4),
                  "args": {"average": "macro"}},
-                {"type": "f1", "name": "micro F1", "value": round(r["micro_f1"], 4),
+                {"type": "f1", "name": "micro F1", "value": round(r.micro_f1, 4),
                  "args": {"average": "micro"}},
-                {"type": "exact_match", "name": "exact match", "value": round(r["exact_match"], 4)},
+                {"type": "exact_match", "name": "exact match", "value": round(r.exact_match, 4)},
             ],
         }
         for split, r in results.items()
@@ -75,17 +76,17 @@ def card_metadata(meta: Metadata, results: dict[str, dict], model_name: str,
     return data
 
 
-def _metrics_table(results: dict[str, dict], labels: list[str]) -> str:
+def _metrics_table(results: dict[str, Metrics], labels: list[str]) -> str:
     if not results:
         return "No evaluation results were recorded."
     head = "| split | macro F1 | micro F1 | exact match | " + " | ".join(
         f"{lab} P / R / F1" for lab in labels) + " |"
     rows = [head, "|" + "---|" * (4 + len(labels))]
     for split, r in results.items():
-        cells = [f"{r['per_label'][lab]['precision']:.3f} / {r['per_label'][lab]['recall']:.3f}"
-                 f" / {r['per_label'][lab]['f1']:.3f}" for lab in labels]
-        rows.append(f"| {split} | {r['macro_f1']:.3f} | {r['micro_f1']:.3f} | "
-                    f"{r['exact_match']:.3f} | " + " | ".join(cells) + " |")
+        cells = [f"{s.precision:.3f} / {s.recall:.3f} / {s.f1:.3f}"
+                 for s in (r.per_label[lab] for lab in labels)]
+        rows.append(f"| {split} | {r.macro_f1:.3f} | {r.micro_f1:.3f} | "
+                    f"{r.exact_match:.3f} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -102,7 +103,7 @@ def _training_section(training: dict | None) -> str:
             f"Software: {versions}.")
 
 
-def render_card(meta: Metadata, results: dict[str, dict], model_name: str,
+def render_card(meta: Metadata, results: dict[str, Metrics], model_name: str,
                 license_override: str | None = None, extra_metrics: str = "",
                 training: dict | None = None) -> str:
     """The README.md written beside the weights; `push-to-hub` puts the repo id in place of

@@ -25,7 +25,6 @@ from vitopic.checkpoint import (
 )
 from vitopic.modeling import decide, label_scores, scores_from_logits
 from vitopic.options import BACKENDS, SPLITS, Backend, Split
-from vitopic.quiet import quiet
 from vitopic.text import check_unicode, prepare, split_sentences
 
 Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -86,8 +85,8 @@ class TopicClassifier:
     ) -> TopicClassifier:
         """Load a local checkpoint dir or a Hub id (`org/name`). Safetensors only; no remote code.
 
-        `backend`: "torch" (fp32), "torch-bf16" (bf16 autocast), "torch-int8" (dynamic int8
-        linear layers), "onnx" or "onnx-int8" (ONNX Runtime; run `vitopic export` first).
+        `backend`: "torch" (fp32), "torch-bf16" (bf16 weights and activations), "onnx" or
+        "onnx-int8" (ONNX Runtime; run `vitopic export [--int8]` first).
         """
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {list(BACKENDS)}")
@@ -220,25 +219,16 @@ os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 
 class TorchRunner:
-    """Logits from the PyTorch model under `inference_mode` (fp32, bf16 autocast or int8)."""
+    """Logits from the PyTorch model under `inference_mode`, in fp32 or with bf16 weights."""
 
     def __init__(self, model: torch.nn.Module, device: torch.device, backend: str):
         self.device = device
-        model = model.to(self.device).eval()
-        if backend == "torch-int8":
-            if self.device.type != "cpu":
-                raise ValueError("backend 'torch-int8' runs on the CPU only")
-            # Deprecation notices of torch's dynamic quantisation, which issue 18 replaces.
-            with quiet(messages=("torch.ao.quantization is deprecated",
-                                 "torch.quantize_per_tensor")):
-                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear},
-                                                               dtype=torch.qint8)
-        self.model = model
-        self.bf16 = backend == "torch-bf16"
+        # bf16 weights rather than autocast, which re-casts every weight on every call.
+        dtype = torch.bfloat16 if backend == "torch-bf16" else torch.float32
+        self.model = model.to(self.device, dtype=dtype).eval()
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                                     enabled=self.bf16):
+        with torch.inference_mode():
             logits = self.model(input_ids=torch.from_numpy(ids).to(self.device),
                                 attention_mask=torch.from_numpy(mask).to(self.device)).logits
         return logits.float().cpu().numpy()

@@ -8,8 +8,8 @@ from vitopic.baseline import KEYWORD_SUFFIX, TfidfBaseline, keyword_metrics
 from vitopic.checkpoint import METADATA_FILE, CheckpointError
 from vitopic.config import Config
 from vitopic.data import check_labels, read_examples
-from vitopic.evaluation import evaluate_examples, format_metrics, quality_warnings, write_evaluation
-from vitopic.metrics import multilabel_metrics, tune_thresholds
+from vitopic.evaluation import evaluate_examples, quality_warnings, write_evaluation
+from vitopic.metrics import Metrics, multilabel_metrics, tune_thresholds
 from vitopic.modeling import decide
 from vitopic.options import Split
 from vitopic.predict import TopicClassifier
@@ -18,7 +18,7 @@ from vitopic.training import Splits, process_state, train
 
 
 def run_baseline(cfg: Config, extra: list[str] | tuple[str, ...] = (),
-                 splits: Splits | None = None) -> dict[str, dict]:
+                 splits: Splits | None = None) -> dict[str, Metrics]:
     """Fit TF-IDF + LR on train (thresholds on dev); its metrics, and the keyword rules', on dev,
     test and any `extra` labeled files."""
     splits = splits or Splits.load(cfg)
@@ -56,7 +56,7 @@ def train_recipe(cfg: Config, resume: bool = False, overwrite: bool = False,
                           data_sizes=sizes)
         for name, metrics in (("dev", result.dev), ("test", result.test)):
             if metrics:
-                print(format_metrics(name, metrics))
+                print(metrics.format(name))
         print(f"model saved to {result.output_dir}")
         if warnings:
             print(f"WARNING: this model is not worth using: {'; '.join(warnings)}")
@@ -65,7 +65,7 @@ def train_recipe(cfg: Config, resume: bool = False, overwrite: bool = False,
 
 def evaluate_recipe(model: str, data: str, out_dir: str | None, batch_size: int = 32,
                     split: Split = "sentence", errors: int = 0, tune: bool = False,
-                    save: bool = False, update_card: bool = False) -> dict:
+                    save: bool = False, update_card: bool = False) -> Metrics:
     """Evaluate a checkpoint on a labeled file (JSONL, CSV or a saved dataset); print metrics,
     write JSON and plots.
 
@@ -84,7 +84,7 @@ def evaluate_recipe(model: str, data: str, out_dir: str | None, batch_size: int 
     name = Path(data).stem
     result, scores, targets, rows = evaluate_examples(clf, examples, batch_size, progress=True,
                                                       split=split)
-    print(format_metrics(Path(data).name, result))
+    print(result.format(Path(data).name))
     target = Path(out_dir) if out_dir else default_eval_dir(model)
     path = write_evaluation(target, name, clf, result, scores, targets, rows)
     print(f"wrote {path} and {target / 'plots' / f'pr-{name}.png'}")
@@ -100,8 +100,7 @@ def evaluate_recipe(model: str, data: str, out_dir: str | None, batch_size: int 
         print("thresholds tuned on this file: " + ", ".join(
             f"{lab} {old:.2f} -> {new:.2f}" for lab, old, new in
             zip(clf.labels, clf.thresholds, cuts, strict=True)))
-        print(format_metrics(f"{Path(data).name} at these thresholds (optimistic: tuned on it)",
-                             retuned))
+        print(retuned.format(f"{Path(data).name} at these thresholds (optimistic: tuned on it)"))
         if save:
             clf.metadata.thresholds = [float(t) for t in cuts]
             clf.metadata.save(model)

@@ -12,7 +12,7 @@ import numpy as np
 from vitopic.baseline import baseline_label
 from vitopic.checkpoint import METRICS_FILE, QUALITY_WARNINGS, Metadata
 from vitopic.config import Config
-from vitopic.evaluation import format_metrics
+from vitopic.metrics import Metrics
 from vitopic.modelcard import render_card
 from vitopic.plots import plot_losses, plot_pr_curves
 from vitopic.training import TrainResult
@@ -22,7 +22,7 @@ TRAINING = "training"  # metrics.json key: hyper-parameters, data sizes, version
 
 
 def write_run_outputs(cfg: Config, result: TrainResult, seed_rows: list[dict] | None,
-                      baseline: dict | None = None, warnings: Sequence[str] = (),
+                      baseline: dict[str, Metrics] | None = None, warnings: Sequence[str] = (),
                       data_sizes: dict[str, int] | None = None) -> dict[str, Path]:
     """Write the run's report files into `output.dir`; return their paths."""
     out = result.output_dir
@@ -37,8 +37,9 @@ def write_run_outputs(cfg: Config, result: TrainResult, seed_rows: list[dict] | 
         "losses": plot_losses(result.log_history, plots / "loss.png", result.best_step),
     }
     training = training_facts(cfg, result, data_sizes)
-    metrics = {"thresholds": dict(zip(meta.labels, meta.thresholds, strict=False)), **results,
-               "seed_predictions": seed_rows or [], "baseline": baseline,
+    metrics = {"thresholds": dict(zip(meta.labels, meta.thresholds, strict=False)), **_as_json(results),
+               "seed_predictions": seed_rows or [],
+               "baseline": None if baseline is None else _as_json(baseline),
                QUALITY_WARNINGS: list(warnings), TRAINING: training}
     paths["metrics"] = out / METRICS_FILE
     paths["metrics"].write_text(json.dumps(metrics, indent=1, ensure_ascii=False), "utf-8")
@@ -50,9 +51,9 @@ def write_run_outputs(cfg: Config, result: TrainResult, seed_rows: list[dict] | 
              "Thresholds (tuned on dev): " + ", ".join(
                  f"{lab} {t:.2f}" for lab, t in zip(meta.labels, meta.thresholds, strict=False)),
              "", "```"]
-    lines += [format_metrics(split, r) for split, r in results.items()]
+    lines += [r.format(split) for split, r in results.items()]
     if baseline:
-        lines += [format_metrics(f"baseline {baseline_label(key)}", r) for key, r in baseline.items()]
+        lines += [r.format(f"baseline {baseline_label(key)}") for key, r in baseline.items()]
     lines += ["```", "", "![precision-recall](plots/pr-dev.png)", "", "![losses](plots/loss.png)"]
     if seed_rows:
         lines += ["", "## Seed sentences", "", "| text | gold | predicted |", "|---|---|---|"]
@@ -89,25 +90,37 @@ def _alarm(warnings: Sequence[str]) -> str:
     return f"**Warning: this model is not worth using: {'; '.join(warnings)}.**" if warnings else ""
 
 
-def _write_card(out: Path, meta: Metadata, results: dict[str, dict], baseline: dict | None,
-                warnings: Sequence[str], training: dict | None) -> Path:
+def _write_card(out: Path, meta: Metadata, results: dict[str, Metrics],
+                baseline: dict[str, Metrics] | None, warnings: Sequence[str],
+                training: dict | None) -> Path:
     extra = _alarm(warnings) + "\n\n" if warnings else ""
     if baseline:
         extra += "Baselines on the same splits (macro-F1): " + "; ".join(
-            f"{baseline_label(key)} {r['macro_f1']:.3f}" for key, r in baseline.items()) + "."
+            f"{baseline_label(key)} {r.macro_f1:.3f}" for key, r in baseline.items()) + "."
     path = out / "README.md"
     path.write_text(render_card(meta, results, out.name, extra_metrics=extra, training=training,
                                 license_override=(training or {}).get("license")), "utf-8")
     return path
 
 
-def update_model_card(out: Path, name: str, result: dict) -> Path:
-    """Record an evaluation on file `name` in metrics.json (`evaluations`) and the model card."""
+def update_model_card(out: Path, name: str, result: Metrics) -> Path:
+    """Record an evaluation on file `name` in metrics.json (`evaluations`) and the model card
+    (the card's metrics rebuilt from metrics.json)."""
     metrics_path = out / METRICS_FILE
     metrics = json.loads(metrics_path.read_text("utf-8")) if metrics_path.is_file() else {}
-    metrics.setdefault(EVALUATIONS, {})[name] = result
+    metrics.setdefault(EVALUATIONS, {})[name] = result.to_dict()
     metrics_path.write_text(json.dumps(metrics, indent=1, ensure_ascii=False), "utf-8")
     results = {split: metrics[split] for split in ("dev", "test") if metrics.get(split)}
-    return _write_card(out, Metadata.load(out), {**results, **metrics[EVALUATIONS]},
-                       metrics.get("baseline"), metrics.get(QUALITY_WARNINGS, ()),
+    return _write_card(out, Metadata.load(out), _from_json({**results, **metrics[EVALUATIONS]}),
+                       _from_json(metrics.get("baseline") or {}), metrics.get(QUALITY_WARNINGS, ()),
                        metrics.get(TRAINING))
+
+
+def _as_json(results: dict[str, Metrics]) -> dict[str, dict]:
+    """Metrics by name as metrics.json holds them."""
+    return {name: r.to_dict() for name, r in results.items()}
+
+
+def _from_json(results: dict[str, dict]) -> dict[str, Metrics]:
+    """Metrics by name read back from metrics.json."""
+    return {name: Metrics.from_dict(r) for name, r in results.items()}

@@ -32,7 +32,7 @@ from vitopic.config import Config, ConfigError, save_config
 from vitopic.data import DataError, Example, multi_hot, read_examples
 from vitopic.errors import VitopicError
 from vitopic.evaluation import evaluate_examples
-from vitopic.metrics import multilabel_metrics, tune_thresholds
+from vitopic.metrics import Metrics, multilabel_metrics, tune_thresholds
 from vitopic.modeling import build_model, decide, label_scores, scores_from_logits
 from vitopic.predict import TopicClassifier, TorchRunner
 from vitopic.run_dir import (
@@ -176,10 +176,9 @@ def _compute_metrics(cfg: Config):
         cuts = (tune_thresholds(label_scores(scores, mode), refs) if mode == "multi_label"
                 else np.full(len(labels), 0.5))
         tuned = multilabel_metrics(decide(scores, mode, cuts), refs, labels)
-        flat = {"macro_f1_at_0.5": fixed["macro_f1"], BEST_METRIC: tuned["macro_f1"],
-                "micro_f1_tuned": tuned["micro_f1"]}
-        flat.update({f"{lab}_f1_tuned": v["f1"] for lab, v in tuned["per_label"].items()})
-        return flat
+        return {"macro_f1_at_0.5": fixed.macro_f1, BEST_METRIC: tuned.macro_f1,
+                "micro_f1_tuned": tuned.micro_f1,
+                **{f"{lab}_f1_tuned": v.f1 for lab, v in tuned.per_label.items()}}
 
     return compute
 
@@ -237,8 +236,8 @@ def make_tokenizer(cfg: Config, train_texts: list[str], scratch: Path,
 class TrainResult:
     output_dir: Path
     thresholds: list[float]
-    dev: dict
-    test: dict | None
+    dev: Metrics
+    test: Metrics | None
     log_history: list[dict]
     dev_scores: np.ndarray
     dev_targets: np.ndarray
