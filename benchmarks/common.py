@@ -29,17 +29,32 @@ TOKENIZER_FILES = ("vocab.txt", "bpe.codes", "tokenizer_config.json", "added_tok
 RESULT_PREFIX = "BENCH_RESULT_JSON "
 
 # PhoBERT-base's shape (vinai/phobert-base config.json).
-PHOBERT_BASE = dict(vocab_size=64001, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                    intermediate_size=3072, max_position_embeddings=258, type_vocab_size=1,
-                    pad_token_id=1, bos_token_id=0, eos_token_id=2)
+PHOBERT_BASE = dict(
+    vocab_size=64001,
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    max_position_embeddings=258,
+    type_vocab_size=1,
+    pad_token_id=1,
+    bos_token_id=0,
+    eos_token_id=2,
+)
 # PhoBERT-large's shape (vinai/phobert-large config.json).
-PHOBERT_LARGE = {**PHOBERT_BASE, "hidden_size": 1024, "num_hidden_layers": 24,
-                 "num_attention_heads": 16, "intermediate_size": 4096}
+PHOBERT_LARGE = {
+    **PHOBERT_BASE,
+    "hidden_size": 1024,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "intermediate_size": 4096,
+}
 
 
-def load_texts() -> tuple[list[str], str]:
-    """The real-news-dev texts (read at run time only), else the repo's test split; and which one."""
-    path = REAL_DEV if REAL_DEV.is_file() else FALLBACK
+def load_texts(path: Path | None = None) -> tuple[list[str], str]:
+    """The texts of a JSONL file (default: real-news-dev when it is here, read at run time only,
+    else the repo's test split), and a description."""
+    path = path or (REAL_DEV if REAL_DEV.is_file() else FALLBACK)
     with path.open(encoding="utf-8") as f:
         texts = [json.loads(line)["text"] for line in f if line.strip()]
     return texts, f"{path} ({len(texts)} texts)"
@@ -83,8 +98,11 @@ def base_checkpoint(directory: Path = BASE_CACHE, tokenizer_from: Path | None = 
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     config = RobertaConfig(
-        **PHOBERT_BASE, problem_type="multi_label_classification", tokenizer_class="PhobertTokenizer",
-        id2label=dict(enumerate(LABELS)), label2id={lab: i for i, lab in enumerate(LABELS)},
+        **PHOBERT_BASE,
+        problem_type="multi_label_classification",
+        tokenizer_class="PhobertTokenizer",
+        id2label=dict(enumerate(LABELS)),
+        label2id={lab: i for i, lab in enumerate(LABELS)},
     )
     torch.manual_seed(0)
     RobertaForSequenceClassification(config).save_pretrained(directory)  # safetensors
@@ -96,9 +114,16 @@ def base_checkpoint(directory: Path = BASE_CACHE, tokenizer_from: Path | None = 
     filler = [f"unused{i}@@ 1" for i in range(PHOBERT_BASE["vocab_size"] - 5 - len(words))]
     (directory / "vocab.txt").write_text("\n".join(words + filler) + "\n", "utf-8")
     (directory / "added_tokens.json").write_text(
-        json.dumps({"<mask>": PHOBERT_BASE["vocab_size"] - 1}), "utf-8")
-    Metadata(labels=LABELS, mode="multi_label", segmenter="pyvi", max_length=256,
-             thresholds=[0.5, 0.5, 0.5], base_model=None).save(directory)
+        json.dumps({"<mask>": PHOBERT_BASE["vocab_size"] - 1}), "utf-8"
+    )
+    Metadata(
+        labels=LABELS,
+        mode="multi_label",
+        segmenter="pyvi",
+        max_length=256,
+        thresholds=[0.5, 0.5, 0.5],
+        base_model=None,
+    ).save(directory)
     return directory
 
 
@@ -154,11 +179,12 @@ def emit_result(result: dict) -> None:
 
 def run_child(script: str | Path, args: Sequence[str], timeout: float = 1800) -> dict:
     """Run `python script *args` in a fresh process (own peak RSS); return its `emit_result` JSON."""
-    proc = subprocess.run([sys.executable, str(script), *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, str(script), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
+            return json.loads(line[len(RESULT_PREFIX) :])
     tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
     raise RuntimeError(f"{script} {' '.join(args)} failed (exit {proc.returncode}):\n{tail}")
 
@@ -171,8 +197,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     def line(row: Sequence[str]) -> str:
         return "| " + " | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) + " |"
 
-    return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-                      *(line(r) for r in cells)])
+    return "\n".join(
+        [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(line(r) for r in cells)]
+    )
 
 
 def machine_info() -> str:
@@ -182,10 +209,13 @@ def machine_info() -> str:
     model = "unknown"
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next((ln.split(":", 1)[1].strip() for ln in out.splitlines()
-                      if ln.startswith("Model name")), model)
+        model = next(
+            (ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), model
+        )
     except (OSError, subprocess.CalledProcessError):
         pass
-    return (f"machine: CPU {model}, {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads), python "
-            f"{sys.version.split()[0]}")
+    return (
+        f"machine: CPU {model}, {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), python "
+        f"{sys.version.split()[0]}"
+    )

@@ -25,10 +25,18 @@ from vitopic import TopicClassifier
 from vitopic.config import load_config
 from vitopic.training import train
 
-BASE_SHAPE = ("model.hidden_size=768", "model.num_hidden_layers=12",
-              "model.num_attention_heads=12", "model.intermediate_size=3072")
-SMOKE_SHAPE = ("model.hidden_size=32", "model.num_hidden_layers=1",
-               "model.num_attention_heads=2", "model.intermediate_size=64")
+BASE_SHAPE = (
+    "model.hidden_size=768",
+    "model.num_hidden_layers=12",
+    "model.num_attention_heads=12",
+    "model.intermediate_size=3072",
+)
+SMOKE_SHAPE = (
+    "model.hidden_size=32",
+    "model.num_hidden_layers=1",
+    "model.num_attention_heads=2",
+    "model.intermediate_size=64",
+)
 
 
 def main() -> None:
@@ -41,24 +49,33 @@ def main() -> None:
     args = parser.parse_args()
     cuda = torch.device(args.device).type == "cuda"
     if cuda and not torch.cuda.is_available():
-        raise SystemExit("no CUDA device is visible; run with --device cpu --smoke to check the "
-                         "script, or on a GPU machine")
+        raise SystemExit(
+            "no CUDA device is visible; run with --device cpu --smoke to check the "
+            "script, or on a GPU machine"
+        )
     steps, n = (4, 64) if args.smoke else (args.steps, args.n)
     with tempfile.TemporaryDirectory() as scratch:
-        cfg = load_config(REPO / "configs" / "tiny.yaml", [
-            f"data.dir={FALLBACK.parent}", f"output.dir={Path(scratch) / 'run'}",
-            *(SMOKE_SHAPE if args.smoke else BASE_SHAPE), "training.bf16=true",
-            f"training.max_steps={steps}", f"training.batch_size={args.batch_size}",
-            f"training.eval_steps={steps}", "training.early_stopping_patience=null",
-            "training.learning_rate=1e-4"])
+        cfg = load_config(
+            REPO / "configs" / "tiny.yaml",
+            [
+                f"data.dir={FALLBACK.parent}",
+                f"output.dir={Path(scratch) / 'run'}",
+                *(SMOKE_SHAPE if args.smoke else BASE_SHAPE),
+                "training.bf16=true",
+                f"training.max_steps={steps}",
+                f"training.batch_size={args.batch_size}",
+                f"training.eval_steps={steps}",
+                "training.early_stopping_patience=null",
+                "training.learning_rate=1e-4",
+            ],
+        )
         start = time.perf_counter()
         result = train(cfg)  # includes dev/test scoring and saving, as a user's run does
         train_s = time.perf_counter() - start
         if cuda:
             train_peak = torch.cuda.max_memory_allocated() / 2**30
             torch.cuda.reset_peak_memory_stats()
-        clf = TopicClassifier.from_pretrained(result.output_dir, device=args.device,
-                                              backend="torch-bf16")
+        clf = TopicClassifier.from_pretrained(result.output_dir, device=args.device, backend="torch-bf16")
         texts, source = load_texts()
         texts = repeat_to(texts, n)
         clf.predict(texts[:256], batch_size=64)  # warm-up
@@ -66,15 +83,22 @@ def main() -> None:
         clf.predict(texts, batch_size=64)
         predict_s = time.perf_counter() - start
     name = torch.cuda.get_device_name() if cuda else args.device
-    print(f"device {name}; torch {torch.__version__}; shape "
-          f"{'smoke' if args.smoke else 'PhoBERT-base'}; bf16")
-    print(f"training: {steps} steps x batch {args.batch_size} in {train_s:.0f} s (with dev/test "
-          f"scoring and saving): {steps * args.batch_size / train_s:.0f} sentences/s")
-    print(f"prediction: {n:,} sentences of {source} in {predict_s:.1f} s: "
-          f"{n / predict_s:.0f} sentences/s (batch 64, torch-bf16, text preparation included)")
+    print(
+        f"device {name}; torch {torch.__version__}; shape {'smoke' if args.smoke else 'PhoBERT-base'}; bf16"
+    )
+    print(
+        f"training: {steps} steps x batch {args.batch_size} in {train_s:.0f} s (with dev/test "
+        f"scoring and saving): {steps * args.batch_size / train_s:.0f} sentences/s"
+    )
+    print(
+        f"prediction: {n:,} sentences of {source} in {predict_s:.1f} s: "
+        f"{n / predict_s:.0f} sentences/s (batch 64, torch-bf16, text preparation included)"
+    )
     if cuda:
-        print(f"peak GPU memory: training {train_peak:.1f} GiB, prediction "
-              f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+        print(
+            f"peak GPU memory: training {train_peak:.1f} GiB, prediction "
+            f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
+        )
 
 
 if __name__ == "__main__":

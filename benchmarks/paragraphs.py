@@ -26,9 +26,15 @@ def main() -> None:
     parser.add_argument("--data", default=str(FALLBACK))
     args = parser.parse_args()
     sentences = read_jsonl(args.data, LABELS)
-    pairs = [replace(a, id=f"{a.id}+{b.id}", text=f"{a.text} {b.text}",
-                     labels=tuple(dict.fromkeys(a.labels + b.labels)))
-             for a, b in zip(sentences[::2], sentences[1::2], strict=False)]
+    pairs = [
+        replace(
+            a,
+            id=f"{a.id}+{b.id}",
+            text=f"{a.text} {b.text}",
+            labels=tuple(dict.fromkeys(a.labels + b.labels)),
+        )
+        for a, b in zip(sentences[::2], sentences[1::2], strict=False)
+    ]
     clf = TopicClassifier.from_pretrained(args.model)
     print(f"{args.data}: {len(sentences)} sentences, {len(pairs)} two-sentence paragraphs")
     print(f"{'input':<23} {'split':<9} macro-F1  " + "  ".join(f"{lab:>11}" for lab in LABELS))

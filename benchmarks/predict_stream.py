@@ -39,10 +39,25 @@ def write_input(path: Path, texts: list[str], lines: int) -> None:
 
 def run_cli(args: argparse.Namespace, source: Path, output: Path, log: Path) -> tuple[float, float, int]:
     """Run `vitopic predict` on `source`; wall seconds, the child's peak RSS (MiB), exit code."""
-    argv = [sys.executable, "-m", "vitopic.cli", "predict", "--model", str(args.model), "--input",
-            str(source), "--output", str(output), "--backend", args.backend, "--quiet"]
-    files = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-             (os.POSIX_SPAWN_OPEN, 2, str(log), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)]
+    argv = [
+        sys.executable,
+        "-m",
+        "vitopic.cli",
+        "predict",
+        "--model",
+        str(args.model),
+        "--input",
+        str(source),
+        "--output",
+        str(output),
+        "--backend",
+        args.backend,
+        "--quiet",
+    ]
+    files = [
+        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 2, str(log), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+    ]
     start = time.perf_counter()
     pid = os.posix_spawn(sys.executable, argv, os.environ, file_actions=files)
     _, status, usage = os.wait4(pid, 0)
@@ -62,16 +77,25 @@ def check_output(path: Path, lines: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--lines", type=lambda v: [int(n) for n in v.split(",")], default=[10_000, 200_000],
-                        help="input sizes, comma-separated")
+    parser.add_argument(
+        "--lines",
+        type=lambda v: [int(n) for n in v.split(",")],
+        default=[10_000, 200_000],
+        help="input sizes, comma-separated",
+    )
     parser.add_argument("--model", type=Path, default=TINY, help="checkpoint dir (default runs/tiny)")
     parser.add_argument("--data", type=Path, default=FALLBACK, help="JSONL whose texts are cycled")
-    parser.add_argument("--backend", default="torch", choices=BACKENDS,
-                        help="passed to `vitopic predict`; onnx ones need `vitopic export` first")
+    parser.add_argument(
+        "--backend",
+        default="torch",
+        choices=BACKENDS,
+        help="passed to `vitopic predict`; onnx ones need `vitopic export` first",
+    )
     args = parser.parse_args()
     if not (args.model / "vitopic.json").is_file():
-        sys.exit(f"{args.model}: no vitopic checkpoint; train it with "
-                 "`vitopic train --config configs/tiny.yaml`")
+        sys.exit(
+            f"{args.model}: no vitopic checkpoint; train it with `vitopic train --config configs/tiny.yaml`"
+        )
 
     texts = [example.text for example in read_jsonl(args.data, None)]
     rows: list[list[str]] = []
@@ -81,8 +105,11 @@ def main() -> None:
             source, output, log = (Path(tmp) / f"{lines}.{ext}" for ext in ("jsonl", "out.jsonl", "log"))
             write_input(source, texts, lines)
             seconds, rss, code = run_cli(args, source, output, log)
-            verdict = check_output(output, lines) if code == 0 else \
-                f"FAIL: exit {code}: {log.read_text().strip()[-300:]}"
+            verdict = (
+                check_output(output, lines)
+                if code == 0
+                else f"FAIL: exit {code}: {log.read_text().strip()[-300:]}"
+            )
             print(f"  {lines} lines: {seconds:.1f} s, peak RSS {rss:.0f} MiB, {verdict}", flush=True)
             peaks[lines] = rss
             rows.append([f"{lines:,}", f"{seconds:.1f}", f"{lines / seconds:.0f}", f"{rss:.0f}", verdict])
@@ -95,8 +122,9 @@ def main() -> None:
     print(f"\n## Streaming predict, {args.backend} backend (wall time includes start-up and loading)\n")
     print(table(["lines", "wall s", "lines/s", "peak RSS MiB", "output"], rows))
     big, small = max(args.lines), min(args.lines)
-    print(f"\npeak RSS, largest / smallest input: {peaks[big] / peaks[small]:.2f}x "
-          f"({big:,} vs {small:,} lines)")
+    print(
+        f"\npeak RSS, largest / smallest input: {peaks[big] / peaks[small]:.2f}x ({big:,} vs {small:,} lines)"
+    )
 
 
 if __name__ == "__main__":

@@ -52,17 +52,25 @@ def main() -> None:
     seconds = {}
     with tempfile.TemporaryDirectory() as scratch:
         for seed in args.seeds:
-            run_cfg = load_config(args.config, [*args.overrides, f"training.seed={seed}",
-                                                f"output.dir={Path(scratch) / str(seed)}"])
+            run_cfg = load_config(
+                args.config,
+                [*args.overrides, f"training.seed={seed}", f"output.dir={Path(scratch) / str(seed)}"],
+            )
             start = time.perf_counter()
             result = train(run_cfg, splits=splits)
             seconds[seed] = time.perf_counter() - start
             clf = TopicClassifier.from_pretrained(result.output_dir)
-            rows[f"seed {seed}"] = [v for examples in named.values()
-                                    for v in cells(evaluate_examples(clf, examples)[0], labels)]
-            print(f"seed {seed}: trained in {seconds[seed]:.0f} s; " + ", ".join(
-                f"{name} macro-F1 {rows[f'seed {seed}'][i * (len(labels) + 1)]:.3f}"
-                for i, name in enumerate(named)), flush=True)
+            rows[f"seed {seed}"] = [
+                v for examples in named.values() for v in cells(evaluate_examples(clf, examples)[0], labels)
+            ]
+            print(
+                f"seed {seed}: trained in {seconds[seed]:.0f} s; "
+                + ", ".join(
+                    f"{name} macro-F1 {rows[f'seed {seed}'][i * (len(labels) + 1)]:.3f}"
+                    for i, name in enumerate(named)
+                ),
+                flush=True,
+            )
     per_seed = [rows[f"seed {s}"] for s in args.seeds]
     columns = list(zip(*per_seed, strict=True))
     rows["mean"] = [statistics.mean(c) for c in columns]
@@ -71,8 +79,10 @@ def main() -> None:
         rows["std"] = [statistics.stdev(c) for c in columns]
 
     print(f"\n{machine_info()}")
-    print(f"config {args.config} {' '.join(args.overrides)}; seeds {args.seeds}; training time per "
-          f"seed {min(seconds.values()):.0f}-{max(seconds.values()):.0f} s\n")
+    print(
+        f"config {args.config} {' '.join(args.overrides)}; seeds {args.seeds}; training time per "
+        f"seed {min(seconds.values()):.0f}-{max(seconds.values()):.0f} s\n"
+    )
     headers = ["model"] + [f"{name} {col}" for name in named for col in ("macro-F1", *labels)]
     print(table(headers, [[name, *(f"{v:.3f}" for v in values)] for name, values in rows.items()]))
 

@@ -96,10 +96,19 @@ def main() -> None:
         prep, total = prep_share(sample, segmenter)
         under = prep / total < 0.10
         ok &= under
-        share_rows.append([f"{segmenter} ({config})", f"{prep:.2f}", f"{total:.2f}",
-                           f"{100 * prep / total:.1f}", "yes" if under else "NO"])
-    print(f"\n## Text preparation share of end-to-end predict (PhoBERT-base-sized, torch fp32, "
-          f"batch 32, {len(sample)} texts)\n")
+        share_rows.append(
+            [
+                f"{segmenter} ({config})",
+                f"{prep:.2f}",
+                f"{total:.2f}",
+                f"{100 * prep / total:.1f}",
+                "yes" if under else "NO",
+            ]
+        )
+    print(
+        f"\n## Text preparation share of end-to-end predict (PhoBERT-base-sized, torch fp32, "
+        f"batch 32, {len(sample)} texts)\n"
+    )
     print(table(["default segmenter", "prep s", "total s", "prep %", "under 10 %"], share_rows))
     print(f"\ntarget: text prep < 10 % of end-to-end time: {'MET' if ok else 'NOT MET'}")
 

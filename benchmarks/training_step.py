@@ -35,8 +35,7 @@ def config_batch_and_train_size(size: str) -> tuple[int, int]:
     """The config's batch size and the number of sentences in its train split."""
     from vitopic.config import load_config
 
-    cfg = load_config(REPO / "configs" / f"{SIZES[size][1]}.yaml",
-                      [f"data.dir={REPO / 'training' / 'data'}"])
+    cfg = load_config(REPO / "configs" / f"{SIZES[size][1]}.yaml", [f"data.dir={REPO / 'training' / 'data'}"])
     lines = cfg.data.path(cfg.data.train_file).read_text("utf-8").splitlines()
     return cfg.training.batch_size, sum(1 for line in lines if line.strip())
 
@@ -75,8 +74,15 @@ def child(size: str, mode: str, batch: int, warmup: int, steps: int, device: str
         sync_step()
     times = [timed(sync_step)[0] for _ in range(steps)]
     gpu = torch.cuda.max_memory_allocated() / 2**20 if device_type == "cuda" else None
-    emit_result({"step_s": median(times), "sps": batch / median(times), "rss_mb": peak_rss_mb(),
-                 "gpu_mb": gpu, "params_m": sum(p.numel() for p in model.parameters()) / 1e6})
+    emit_result(
+        {
+            "step_s": median(times),
+            "sps": batch / median(times),
+            "rss_mb": peak_rss_mb(),
+            "gpu_mb": gpu,
+            "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        }
+    )
 
 
 def main() -> None:
@@ -93,22 +99,61 @@ def main() -> None:
 
     cores = set_threads()
     print(machine_info())
-    print(f"{SEQ} tokens per sentence, AdamW, {args.warmup} warm-up + {args.steps} timed steps "
-          f"(median), torch threads {cores}, device {args.device}")
+    print(
+        f"{SEQ} tokens per sentence, AdamW, {args.warmup} warm-up + {args.steps} timed steps "
+        f"(median), torch threads {cores}, device {args.device}"
+    )
     rows = []
     for size in args.sizes:
         batch, n_train = config_batch_and_train_size(size)
-        results = {m: run_child(__file__, ["--child", size, m, str(batch), "--warmup",
-                                           str(args.warmup), "--steps", str(args.steps),
-                                           "--device", args.device]) for m in MODES}
+        results = {
+            m: run_child(
+                __file__,
+                [
+                    "--child",
+                    size,
+                    m,
+                    str(batch),
+                    "--warmup",
+                    str(args.warmup),
+                    "--steps",
+                    str(args.steps),
+                    "--device",
+                    args.device,
+                ],
+            )
+            for m in MODES
+        }
         for mode, r in results.items():
             memory = f"{r['gpu_mb']:.0f} GPU" if r["gpu_mb"] else f"{r['rss_mb']:.0f}"
-            rows.append([f"phobert-{size} ({r['params_m']:.0f} M)", mode, batch, f"{r['step_s']:.2f}",
-                         f"{r['sps']:.2f}", f"{r['sps'] / results['fp32']['sps']:.2f}x", memory,
-                         f"{n_train / r['sps'] / 60:.0f}"])
+            rows.append(
+                [
+                    f"phobert-{size} ({r['params_m']:.0f} M)",
+                    mode,
+                    batch,
+                    f"{r['step_s']:.2f}",
+                    f"{r['sps']:.2f}",
+                    f"{r['sps'] / results['fp32']['sps']:.2f}x",
+                    memory,
+                    f"{n_train / r['sps'] / 60:.0f}",
+                ]
+            )
     print("\n## Training step, PhoBERT-sized models (random weights)\n")
-    print(table(["model", "mode", "batch", "s/step", "sentences/s", "vs fp32", "peak MiB",
-                 "min/epoch (extrapolated)"], rows))
+    print(
+        table(
+            [
+                "model",
+                "mode",
+                "batch",
+                "s/step",
+                "sentences/s",
+                "vs fp32",
+                "peak MiB",
+                "min/epoch (extrapolated)",
+            ],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -14,9 +14,17 @@ DATA = ROOT / "training" / "data"
 def tiny_overrides(out: Path, *extra: str) -> list[str]:
     """Overrides that keep the tiny config quick in tests (a narrower model, fewer epochs) while
     still learning the topics; the shipped config itself is trained by the slow tests."""
-    return [f"data.dir={DATA}", f"output.dir={out}", "training.epochs=4", "training.max_steps=700",
-            "training.eval_steps=350", "model.hidden_size=64", "model.num_attention_heads=2",
-            "model.intermediate_size=128", *extra]
+    return [
+        f"data.dir={DATA}",
+        f"output.dir={out}",
+        "training.epochs=4",
+        "training.max_steps=700",
+        "training.eval_steps=350",
+        "model.hidden_size=64",
+        "model.num_attention_heads=2",
+        "model.intermediate_size=128",
+        *extra,
+    ]
 
 
 QUICK = ("training.max_steps=60", "training.eval_steps=30", "training.early_stopping_patience=null")

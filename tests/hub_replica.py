@@ -28,17 +28,44 @@ PICKLE_MARKER = "PICKLE_CODE_RAN"
 # torch.save wrote the legacy (pre-1.6, non-zip) format, and the extra files on main.
 REPOS = {
     "vinai/phobert-base": dict(
-        extra={"gradient_checkpointing": False}, layers=1, pr="refs/pr/3", legacy=True,
-        files=("tf_model.h5", "flax_model.msgpack", "tokenization_phobert.py",
-               "tokenization_phobert_fast.py", "__init__.py")),
+        extra={"gradient_checkpointing": False},
+        layers=1,
+        pr="refs/pr/3",
+        legacy=True,
+        files=(
+            "tf_model.h5",
+            "flax_model.msgpack",
+            "tokenization_phobert.py",
+            "tokenization_phobert_fast.py",
+            "__init__.py",
+        ),
+    ),
     "vinai/phobert-base-v2": dict(
-        extra={"classifier_dropout": None, "position_embedding_type": "absolute",
-               "torch_dtype": "float32", "transformers_version": "4.26.1", "use_cache": True},
-        layers=1, pr="refs/pr/1", legacy=False, files=()),
+        extra={
+            "classifier_dropout": None,
+            "position_embedding_type": "absolute",
+            "torch_dtype": "float32",
+            "transformers_version": "4.26.1",
+            "use_cache": True,
+        },
+        layers=1,
+        pr="refs/pr/1",
+        legacy=False,
+        files=(),
+    ),
     "vinai/phobert-large": dict(
-        extra={"gradient_checkpointing": False}, layers=2, pr="refs/pr/2", legacy=True,
-        files=("tf_model.h5", "flax_model.msgpack", "tokenization_phobert.py",
-               "tokenization_phobert_fast.py", "__init__.py")),
+        extra={"gradient_checkpointing": False},
+        layers=2,
+        pr="refs/pr/2",
+        legacy=True,
+        files=(
+            "tf_model.h5",
+            "flax_model.msgpack",
+            "tokenization_phobert.py",
+            "tokenization_phobert_fast.py",
+            "__init__.py",
+        ),
+    ),
 }
 
 
@@ -46,12 +73,24 @@ def phobert_config(repo_id: str, vocab_size: int) -> dict:
     """The real config.json's fields (architectures, ids, 258 positions, tokenizer_class), tiny sizes."""
     spec = REPOS[repo_id]
     return {
-        "architectures": ["RobertaForMaskedLM"], "attention_probs_dropout_prob": 0.1,
-        "bos_token_id": 0, "eos_token_id": 2, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
-        "hidden_size": 32, "initializer_range": 0.02, "intermediate_size": 64,
-        "layer_norm_eps": 1e-05, "max_position_embeddings": 258, "model_type": "roberta",
-        "num_attention_heads": 2, "num_hidden_layers": spec["layers"], "pad_token_id": 1,
-        "tokenizer_class": "PhobertTokenizer", "type_vocab_size": 1, "vocab_size": vocab_size,
+        "architectures": ["RobertaForMaskedLM"],
+        "attention_probs_dropout_prob": 0.1,
+        "bos_token_id": 0,
+        "eos_token_id": 2,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "hidden_size": 32,
+        "initializer_range": 0.02,
+        "intermediate_size": 64,
+        "layer_norm_eps": 1e-05,
+        "max_position_embeddings": 258,
+        "model_type": "roberta",
+        "num_attention_heads": 2,
+        "num_hidden_layers": spec["layers"],
+        "pad_token_id": 1,
+        "tokenizer_class": "PhobertTokenizer",
+        "type_vocab_size": 1,
+        "vocab_size": vocab_size,
         **spec["extra"],
     }
 
@@ -75,8 +114,9 @@ def _tokenizer_json(vocab: list[str]) -> bytes:
     return tok.to_str().encode()
 
 
-def phobert_files(repo_id: str, vocab_dir: Path, marker_dir: Path,
-                  evil_pickle: bool = False) -> dict[str, bytes]:
+def phobert_files(
+    repo_id: str, vocab_dir: Path, marker_dir: Path, evil_pickle: bool = False
+) -> dict[str, bytes]:
     """The files of the replica's `main`, by name."""
     spec = REPOS[repo_id]
     vocab_txt = (vocab_dir / "vocab.txt").read_bytes()
@@ -88,8 +128,10 @@ def phobert_files(repo_id: str, vocab_dir: Path, marker_dir: Path,
     payload = {"state": state, "run": _RunsCode(marker_dir / PICKLE_MARKER)} if evil_pickle else state
     weights = io.BytesIO()
     torch.save(payload, weights, _use_new_zipfile_serialization=not spec["legacy"])
-    code = (f"open({str(marker_dir / REMOTE_CODE_MARKER)!r}, 'w').write('imported')\n"
-            "raise ImportError('remote code must never be imported')\n").encode()
+    code = (
+        f"open({str(marker_dir / REMOTE_CODE_MARKER)!r}, 'w').write('imported')\n"
+        "raise ImportError('remote code must never be imported')\n"
+    ).encode()
     files = {
         "config.json": json.dumps(config, indent=2, sort_keys=True).encode() + b"\n",
         "pytorch_model.bin": weights.getvalue(),
@@ -106,7 +148,8 @@ def phobert_files(repo_id: str, vocab_dir: Path, marker_dir: Path,
         else:
             files[name] = b"\x81\xa0"  # an empty msgpack map; never read
     files["_safetensors"] = save_safetensors(
-        {k: v.clone().contiguous() for k, v in state.items() if not k.startswith("lm_head.decoder")})
+        {k: v.clone().contiguous() for k, v in state.items() if not k.startswith("lm_head.decoder")}
+    )
     return files
 
 
@@ -114,8 +157,9 @@ def place_snapshot(cache: Path, repo_id: str, files: dict[str, bytes], revision:
     """Store `files` as one commit of `repo_id` in huggingface_hub's cache layout; `revision`
     (a branch or `refs/pr/N`) points at it. Returns the commit hash."""
     repo = cache / f"models--{repo_id.replace('/', '--')}"
-    commit = hashlib.sha1(repr(sorted((k, hashlib.sha256(v).hexdigest())
-                                      for k, v in files.items())).encode()).hexdigest()
+    commit = hashlib.sha1(
+        repr(sorted((k, hashlib.sha256(v).hexdigest()) for k, v in files.items())).encode()
+    ).hexdigest()
     ref = repo / "refs" / revision
     ref.parent.mkdir(parents=True, exist_ok=True)
     ref.write_text(commit)
@@ -131,11 +175,15 @@ def place_snapshot(cache: Path, repo_id: str, files: dict[str, bytes], revision:
     return commit
 
 
-def build_phobert_replica(cache: Path, repo_id: str, vocab_dir: Path, marker_dir: Path,
-                          evil_pickle: bool = False) -> dict[str, str]:
+def build_phobert_replica(
+    cache: Path, repo_id: str, vocab_dir: Path, marker_dir: Path, evil_pickle: bool = False
+) -> dict[str, str]:
     """`main` as the real repo has it, plus its conversion revision with model.safetensors."""
     files = phobert_files(repo_id, vocab_dir, marker_dir, evil_pickle)
     converted = files.pop("_safetensors")
-    return {"main": place_snapshot(cache, repo_id, files),
-            REPOS[repo_id]["pr"]: place_snapshot(cache, repo_id, {**files, "model.safetensors": converted},
-                                                 REPOS[repo_id]["pr"])}
+    return {
+        "main": place_snapshot(cache, repo_id, files),
+        REPOS[repo_id]["pr"]: place_snapshot(
+            cache, repo_id, {**files, "model.safetensors": converted}, REPOS[repo_id]["pr"]
+        ),
+    }

@@ -11,8 +11,7 @@ pytestmark = pytest.mark.slow
 
 
 def run(*argv: str, timeout: float = 300) -> str:
-    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=ROOT,
-                          timeout=timeout)
+    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=ROOT, timeout=timeout)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
@@ -23,8 +22,17 @@ def test_the_gpu_device_check_script_runs():
 
 
 def test_the_serving_benchmark_prints_its_table(trained_dir):
-    out = run("benchmarks/serve.py", "--model", str(trained_dir), "--rounds", "1", "--seconds",
-              "1", "--clients", "1,4")
+    out = run(
+        "benchmarks/serve.py",
+        "--model",
+        str(trained_dir),
+        "--rounds",
+        "1",
+        "--seconds",
+        "1",
+        "--clients",
+        "1,4",
+    )
     rows = [line for line in out.splitlines() if line.startswith("|") and line[1:].strip()[:1].isdigit()]
     assert [row.split("|")[1].strip() for row in rows] == ["1", "4"]
     assert all(row.rstrip(" |").endswith("0") for row in rows)  # no failed request

@@ -20,8 +20,12 @@ def test_learned_tokenizer_round_trips_through_phobert_tokenizer(tmp_path):
         assert token and count.isdigit()
 
     tokenizer = PhobertTokenizer(str(tmp_path / "vocab.txt"), str(tmp_path / "bpe.codes"))
-    assert [tokenizer.bos_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id,
-            tokenizer.unk_token_id] == [0, 1, 2, 3]
+    assert [
+        tokenizer.bos_token_id,
+        tokenizer.pad_token_id,
+        tokenizer.eos_token_id,
+        tokenizer.unk_token_id,
+    ] == [0, 1, 2, 3]
     for text in texts[:100]:
         ids = tokenizer(text)["input_ids"]
         assert tokenizer.unk_token_id not in ids
@@ -33,8 +37,9 @@ def test_learned_tokenizer_round_trips_through_phobert_tokenizer(tmp_path):
     assert len(unseen) > 1 and all(t in tokenizer.get_vocab() for t in unseen)
 
     tokenizer.save_pretrained(tmp_path / "saved")
-    (tmp_path / "saved" / "config.json").write_text('{"model_type": "roberta", '
-                                                     '"tokenizer_class": "PhobertTokenizer"}')
+    (tmp_path / "saved" / "config.json").write_text(
+        '{"model_type": "roberta", "tokenizer_class": "PhobertTokenizer"}'
+    )
     reloaded = AutoTokenizer.from_pretrained(tmp_path / "saved")
     assert type(reloaded).__name__ == "PhobertTokenizer"
     assert reloaded(texts[0])["input_ids"] == tokenizer(texts[0])["input_ids"]

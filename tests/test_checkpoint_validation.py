@@ -45,8 +45,9 @@ def test_a_valid_checkpoint_passes_the_checks_and_loads(model_copy):
     TopicClassifier.from_pretrained(model_copy).predict(GAZA)
 
 
-@pytest.mark.parametrize("tensor", [HEAD, "classifier.dense.bias", EMBEDDINGS,
-                                    "roberta.encoder.layer.1.output.dense.weight"])
+@pytest.mark.parametrize(
+    "tensor", [HEAD, "classifier.dense.bias", EMBEDDINGS, "roberta.encoder.layer.1.output.dense.weight"]
+)
 def test_a_missing_tensor_is_refused_not_initialised_at_random(model_copy, tensor):
     edit_weights(model_copy, lambda t: t.pop(tensor))
     refused(model_copy, "model.safetensors", f"tensor {tensor} missing")
@@ -59,8 +60,11 @@ def test_a_head_for_another_number_of_labels_is_refused(model_copy):
 
     edit_weights(model_copy, four_labels)
     hidden = load_file(model_copy / "model.safetensors")[HEAD].shape[1]
-    refused(model_copy, "model.safetensors", f"tensor {HEAD} has shape [4, {hidden}], config.json "
-                                             f"needs [3, {hidden}]")
+    refused(
+        model_copy,
+        "model.safetensors",
+        f"tensor {HEAD} has shape [4, {hidden}], config.json needs [3, {hidden}]",
+    )
     edit_json(model_copy / "config.json", num_labels=4)  # the head and config.json agree, id2label not
     refused(model_copy, "config.json", "num_labels 4 disagrees with the 3 classes of id2label")
 
@@ -70,22 +74,28 @@ def test_embeddings_of_another_size_than_the_vocabulary_are_refused(model_copy):
     edit_weights(model_copy, lambda t: t.update({EMBEDDINGS: t[EMBEDDINGS][:-8].clone()}))
     refused(model_copy, "model.safetensors", f"tensor {EMBEDDINGS} has shape [{vocab_size - 8},")
     edit_json(model_copy / "config.json", vocab_size=vocab_size - 8)  # config.json follows the weights
-    refused(model_copy, "vocab.txt", f"{vocab_size} tokens (with <s>, <pad>, </s>, <unk> and <mask>), "
-                                     f"but config.json vocab_size (the embeddings' rows) is {vocab_size - 8}")
+    refused(
+        model_copy,
+        "vocab.txt",
+        f"{vocab_size} tokens (with <s>, <pad>, </s>, <unk> and <mask>), "
+        f"but config.json vocab_size (the embeddings' rows) is {vocab_size - 8}",
+    )
 
 
-@pytest.mark.parametrize(("content", "fragment"), [
-    ("{not json", "not valid JSON (Expecting property name"),
-    ("[1, 2]", "must be a JSON object, got list"),
-    ('{"model_type": "bert"}', "model_type 'bert' is not 'roberta'"),
-    ('{"model_type": "gpt2"}', "model_type 'gpt2' is not 'roberta'"),
-    ('{"model_type": "x<y>z"}', "model_type 'x<y>z' is not 'roberta'"),
-    ('{"model_type": null}', "model_type None is not 'roberta'"),
-    ('{"hidden_size": 65}', "not a buildable RoBERTa config (ValueError: The hidden size (65)"),
-    ('{"hidden_act": "nope"}', "not a buildable RoBERTa config (KeyError"),
-    ('{"transformers_weights": "other.safetensors"}', "transformers_weights 'other.safetensors' "
-                                                      "refused"),
-])
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("{not json", "not valid JSON (Expecting property name"),
+        ("[1, 2]", "must be a JSON object, got list"),
+        ('{"model_type": "bert"}', "model_type 'bert' is not 'roberta'"),
+        ('{"model_type": "gpt2"}', "model_type 'gpt2' is not 'roberta'"),
+        ('{"model_type": "x<y>z"}', "model_type 'x<y>z' is not 'roberta'"),
+        ('{"model_type": null}', "model_type None is not 'roberta'"),
+        ('{"hidden_size": 65}', "not a buildable RoBERTa config (ValueError: The hidden size (65)"),
+        ('{"hidden_act": "nope"}', "not a buildable RoBERTa config (KeyError"),
+        ('{"transformers_weights": "other.safetensors"}', "transformers_weights 'other.safetensors' refused"),
+    ],
+)
 def test_a_broken_or_foreign_config_json_is_refused(model_copy, content, fragment):
     path = model_copy / "config.json"
     if content.startswith('{"'):  # a change to the real config
@@ -110,13 +120,16 @@ def test_non_finite_weights_are_refused(model_copy, tensor, value):
     refused(model_copy, "model.safetensors", f"tensor {tensor} holds NaN or infinite values")
 
 
-@pytest.mark.parametrize(("file", "content", "fragment"), [
-    ("vocab.txt", None, "not found; PhoBERT's tokenizer needs vocab.txt and bpe.codes"),
-    ("vocab.txt", "", "empty"),
-    ("bpe.codes", None, "not found; PhoBERT's tokenizer needs vocab.txt and bpe.codes"),
-    ("bpe.codes", "\n", "empty; PhoBERT's tokenizer needs its BPE merges"),
-    ("bpe.codes", b"\xff\xfe\x00garbage", "unreadable ('utf-8' codec can't decode"),
-])
+@pytest.mark.parametrize(
+    ("file", "content", "fragment"),
+    [
+        ("vocab.txt", None, "not found; PhoBERT's tokenizer needs vocab.txt and bpe.codes"),
+        ("vocab.txt", "", "empty"),
+        ("bpe.codes", None, "not found; PhoBERT's tokenizer needs vocab.txt and bpe.codes"),
+        ("bpe.codes", "\n", "empty; PhoBERT's tokenizer needs its BPE merges"),
+        ("bpe.codes", b"\xff\xfe\x00garbage", "unreadable ('utf-8' codec can't decode"),
+    ],
+)
 def test_missing_or_empty_tokenizer_files_are_refused(model_copy, file, content, fragment):
     path = model_copy / file
     if content is None:
@@ -133,8 +146,12 @@ def test_a_vocabulary_that_does_not_fit_the_embeddings_is_refused(model_copy):
     lines = path.read_text("utf-8").splitlines(keepends=True)
     vocab_size = len(lines) + 5
     path.write_text("".join(lines[:-1]), "utf-8")
-    refused(model_copy, "vocab.txt", f"{vocab_size - 1} tokens (with <s>, <pad>, </s>, <unk> and <mask>), "
-                                     f"but config.json vocab_size (the embeddings' rows) is {vocab_size}")
+    refused(
+        model_copy,
+        "vocab.txt",
+        f"{vocab_size - 1} tokens (with <s>, <pad>, </s>, <unk> and <mask>), "
+        f"but config.json vocab_size (the embeddings' rows) is {vocab_size}",
+    )
     path.write_text("".join([*lines[:5], lines[2], *lines[5:]]), "utf-8")
     refused(model_copy, "vocab.txt", f"vocab.txt:6: token {lines[2].split()[0]!r} already on line 3")
     path.write_text("".join([*lines[:5], "\n", *lines[5:]]), "utf-8")
@@ -144,8 +161,11 @@ def test_a_vocabulary_that_does_not_fit_the_embeddings_is_refused(model_copy):
 @pytest.mark.parametrize("tokenizer_class", ["BertTokenizer", "GPT2Tokenizer", "PhobertTokenizerFast"])
 def test_a_tokenizer_config_naming_another_tokenizer_is_refused(model_copy, tokenizer_class):
     edit_json(model_copy / "tokenizer_config.json", tokenizer_class=tokenizer_class)
-    refused(model_copy, "tokenizer_config.json", f"tokenizer_class {tokenizer_class!r}; vitopic "
-                                                 "checkpoints use PhobertTokenizer")
+    refused(
+        model_copy,
+        "tokenizer_config.json",
+        f"tokenizer_class {tokenizer_class!r}; vitopic checkpoints use PhobertTokenizer",
+    )
 
 
 def test_without_tokenizer_class_config_json_decides_as_in_auto_tokenizer(model_copy):
@@ -163,32 +183,40 @@ def test_invalid_json_in_a_tokenizer_file_is_refused(model_copy, file):
     refused(model_copy, file, "not valid JSON")
 
 
-@pytest.mark.parametrize(("changes", "fragment"), [
-    ({"thresholds": [0.5, float("nan"), 0.5]}, "thresholds[1] must be a number in [0, 1], got nan"),
-    ({"thresholds": [0.5, 0.5, float("inf")]}, "thresholds[2] must be a number in [0, 1], got inf"),
-    ({"thresholds": ["0.5", 0.5, 0.5]}, "thresholds[0] must be a number in [0, 1], got '0.5'"),
-    ({"thresholds": [0.5, True, 0.5]}, "thresholds[1] must be a number in [0, 1], got True"),
-    ({"thresholds": [0.5, 1.5, 0.5]}, "thresholds[1] must be a number in [0, 1], got 1.5"),
-    ({"thresholds": [-0.1, 0.5, 0.5]}, "thresholds[0] must be a number in [0, 1], got -0.1"),
-    ({"thresholds": 0.5}, "thresholds must be a list, got 0.5"),
-    ({"thresholds": [0.5, 0.5]}, "2 thresholds for 3 labels"),
-    ({"labels": ["gaza", "gaza", "nato"]}, "labels must be unique, got ['gaza', 'gaza', 'nato']"),
-    ({"labels": []}, "labels must be a non-empty list of non-empty strings, got []"),
-    ({"labels": ["ukraine_aid", 2, "nato"]}, "labels must be a non-empty list of non-empty strings"),
-    ({"labels": ["ukraine_aid", " ", "nato"]}, "labels must be a non-empty list of non-empty strings"),
-    ({"labels": "gaza"}, "labels must be a non-empty list of non-empty strings, got 'gaza'"),
-    ({"mode": "multi"}, "mode must be one of ['multi_label', 'single_label'], got 'multi'"),
-    ({"segmenter": "jieba"}, "segmenter must be one of ['rdrsegmenter', 'underthesea', 'pyvi', 'none'], "
-                             "got 'jieba'"),
-    ({"max_length": 2}, "max_length must be an integer in 8..256, got 2 (PhoBERT reads at most 256 "
-                        "tokens; below 8, <s> and </s> leave a piece almost no room for text)"),
-    ({"max_length": 0}, "max_length must be an integer in 8..256, got 0"),
-    ({"max_length": 512}, "max_length must be an integer in 8..256, got 512"),
-    ({"max_length": "256"}, "max_length must be an integer in 8..256, got '256'"),
-    ({"max_length": 128.0}, "max_length must be an integer in 8..256, got 128.0"),
-    ({"max_length": True}, "max_length must be an integer in 8..256, got True"),
-    ({"thresholds_": []}, "unreadable vitopic metadata"),
-])
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"thresholds": [0.5, float("nan"), 0.5]}, "thresholds[1] must be a number in [0, 1], got nan"),
+        ({"thresholds": [0.5, 0.5, float("inf")]}, "thresholds[2] must be a number in [0, 1], got inf"),
+        ({"thresholds": ["0.5", 0.5, 0.5]}, "thresholds[0] must be a number in [0, 1], got '0.5'"),
+        ({"thresholds": [0.5, True, 0.5]}, "thresholds[1] must be a number in [0, 1], got True"),
+        ({"thresholds": [0.5, 1.5, 0.5]}, "thresholds[1] must be a number in [0, 1], got 1.5"),
+        ({"thresholds": [-0.1, 0.5, 0.5]}, "thresholds[0] must be a number in [0, 1], got -0.1"),
+        ({"thresholds": 0.5}, "thresholds must be a list, got 0.5"),
+        ({"thresholds": [0.5, 0.5]}, "2 thresholds for 3 labels"),
+        ({"labels": ["gaza", "gaza", "nato"]}, "labels must be unique, got ['gaza', 'gaza', 'nato']"),
+        ({"labels": []}, "labels must be a non-empty list of non-empty strings, got []"),
+        ({"labels": ["ukraine_aid", 2, "nato"]}, "labels must be a non-empty list of non-empty strings"),
+        ({"labels": ["ukraine_aid", " ", "nato"]}, "labels must be a non-empty list of non-empty strings"),
+        ({"labels": "gaza"}, "labels must be a non-empty list of non-empty strings, got 'gaza'"),
+        ({"mode": "multi"}, "mode must be one of ['multi_label', 'single_label'], got 'multi'"),
+        (
+            {"segmenter": "jieba"},
+            "segmenter must be one of ['rdrsegmenter', 'underthesea', 'pyvi', 'none'], got 'jieba'",
+        ),
+        (
+            {"max_length": 2},
+            "max_length must be an integer in 8..256, got 2 (PhoBERT reads at most 256 "
+            "tokens; below 8, <s> and </s> leave a piece almost no room for text)",
+        ),
+        ({"max_length": 0}, "max_length must be an integer in 8..256, got 0"),
+        ({"max_length": 512}, "max_length must be an integer in 8..256, got 512"),
+        ({"max_length": "256"}, "max_length must be an integer in 8..256, got '256'"),
+        ({"max_length": 128.0}, "max_length must be an integer in 8..256, got 128.0"),
+        ({"max_length": True}, "max_length must be an integer in 8..256, got True"),
+        ({"thresholds_": []}, "unreadable vitopic metadata"),
+    ],
+)
 def test_bad_vitopic_json_values_are_refused(model_copy, changes, fragment):
     edit_json(model_copy / "vitopic.json", **changes)
     refused(model_copy, "vitopic.json", fragment)
@@ -196,8 +224,11 @@ def test_bad_vitopic_json_values_are_refused(model_copy, changes, fragment):
 
 def test_invalid_vitopic_json_and_a_mode_disagreeing_with_problem_type_are_refused(model_copy):
     edit_json(model_copy / "config.json", problem_type="single_label_classification")
-    refused(model_copy, "vitopic.json", "mode 'multi_label' disagrees with config.json problem_type "
-                                        "'single_label_classification'")
+    refused(
+        model_copy,
+        "vitopic.json",
+        "mode 'multi_label' disagrees with config.json problem_type 'single_label_classification'",
+    )
     (model_copy / "vitopic.json").write_text('{"labels": NaN', "utf-8")
     refused(model_copy, "vitopic.json", "not valid JSON")
 
@@ -210,21 +241,35 @@ def test_a_sharded_checkpoint_loads_and_predicts_as_the_unsharded_one(model_copy
     assert [p.scores for p in TopicClassifier.from_pretrained(shards).predict(texts)] == expected
 
 
-@pytest.mark.parametrize("shard", ["weights.bin", "../../../../etc/passwd", "/etc/passwd",
-                                   "../outside/model-00001-of-00001.safetensors", "model.safetensors/..",
-                                   ["model-00001.safetensors"]])
+@pytest.mark.parametrize(
+    "shard",
+    [
+        "weights.bin",
+        "../../../../etc/passwd",
+        "/etc/passwd",
+        "../outside/model-00001-of-00001.safetensors",
+        "model.safetensors/..",
+        ["model-00001.safetensors"],
+    ],
+)
 def test_an_index_naming_files_outside_the_checkpoint_is_refused(model_copy, tmp_path, shard):
     shards = sharded(model_copy, tmp_path / "sharded")
     # A real safetensors file just outside, holding the weights with a sentinel: never to be read.
     (tmp_path / "outside").mkdir()
-    save_file({**load_file(model_copy / "model.safetensors"), SENTINEL: torch.zeros(1)},
-              tmp_path / "outside" / "model-00001-of-00001.safetensors", metadata={"format": "pt"})
+    save_file(
+        {**load_file(model_copy / "model.safetensors"), SENTINEL: torch.zeros(1)},
+        tmp_path / "outside" / "model-00001-of-00001.safetensors",
+        metadata={"format": "pt"},
+    )
     index = shards / "model.safetensors.index.json"
     data = json.loads(index.read_text())
     data["weight_map"] = dict.fromkeys(data["weight_map"], shard)
     index.write_text(json.dumps(data))
-    message = refused(shards, "model.safetensors.index.json",
-                      "; only model*.safetensors files in the checkpoint directory are loaded")
+    message = refused(
+        shards,
+        "model.safetensors.index.json",
+        "; only model*.safetensors files in the checkpoint directory are loaded",
+    )
     assert f"weight_map names {shard!r}" in message and SENTINEL not in message
 
 
@@ -243,8 +288,19 @@ def test_an_index_missing_a_shard_or_a_tensor_is_refused(model_copy, tmp_path):
     refused(shards, "model.safetensors.index.json", "needs a non-empty weight_map and a metadata object")
 
 
-@pytest.mark.parametrize("file", ["config.json", "vocab.txt", "bpe.codes", "tokenizer_config.json",
-                                  "vitopic.json", "model.safetensors", "model.onnx", "added_tokens.json"])
+@pytest.mark.parametrize(
+    "file",
+    [
+        "config.json",
+        "vocab.txt",
+        "bpe.codes",
+        "tokenizer_config.json",
+        "vitopic.json",
+        "model.safetensors",
+        "model.onnx",
+        "added_tokens.json",
+    ],
+)
 def test_a_link_out_of_the_checkpoint_is_refused_unread(model_copy, tmp_path, file):
     outside = tmp_path / "elsewhere" / file
     outside.parent.mkdir()
@@ -272,22 +328,29 @@ def test_links_inside_the_checkpoint_and_into_a_hub_cache_repo_are_fine(model_co
 
     other = place_snapshot(tmp_path / "hub", "org/other", {"config.json": files["config.json"]})
     (snapshot / "config.json").unlink()  # now a link into another repo's cache folder
-    (snapshot / "config.json").symlink_to(tmp_path / "hub" / "models--org--other" / "snapshots" / other
-                                          / "config.json")
+    (snapshot / "config.json").symlink_to(
+        tmp_path / "hub" / "models--org--other" / "snapshots" / other / "config.json"
+    )
     refused(snapshot, "config.json", "outside the checkpoint; refused")
 
 
-@pytest.mark.parametrize(("damage", "fragment"), [
-    (lambda data: data[: len(data) // 2], "incomplete metadata, file not fully covered"),
-    (lambda data: data[:-1], "incomplete metadata, file not fully covered"),
-    (lambda data: bytes(range(256)) * 16, "header too large"),
-    (lambda data: b"", "header too small"),
-])
+@pytest.mark.parametrize(
+    ("damage", "fragment"),
+    [
+        (lambda data: data[: len(data) // 2], "incomplete metadata, file not fully covered"),
+        (lambda data: data[:-1], "incomplete metadata, file not fully covered"),
+        (lambda data: bytes(range(256)) * 16, "header too large"),
+        (lambda data: b"", "header too small"),
+    ],
+)
 def test_a_corrupted_safetensors_file_is_refused(model_copy, damage, fragment):
     path = model_copy / "model.safetensors"
     path.write_bytes(damage(path.read_bytes()))
-    refused(model_copy, "model.safetensors",
-            f"not a valid safetensors file (Error while deserializing header: {fragment})")
+    refused(
+        model_copy,
+        "model.safetensors",
+        f"not a valid safetensors file (Error while deserializing header: {fragment})",
+    )
 
 
 @pytest.fixture
@@ -301,16 +364,19 @@ def no_hub(monkeypatch, tmp_path):
     monkeypatch.setattr("vitopic.checkpoint.snapshot_download", fail)
 
 
-@pytest.mark.parametrize("name", ["../x", "a/../b", "./x/y", "/no/such/model", "~/no-such-model-here",
-                                  "runs/tiny/model", "./model"])
+@pytest.mark.parametrize(
+    "name",
+    ["../x", "a/../b", "./x/y", "/no/such/model", "~/no-such-model-here", "runs/tiny/model", "./model"],
+)
 def test_a_path_that_does_not_exist_is_no_such_directory(no_hub, name):
     with pytest.raises(CheckpointError, match="no such directory") as info:
         resolve(name)
     assert str(info.value).startswith(f"{name}: ")
 
 
-@pytest.mark.parametrize("name", ["org name/model", "org/-model", "org/model.git", "model", "org/mo\x00del",
-                                  "org/mo del"])
+@pytest.mark.parametrize(
+    "name", ["org name/model", "org/-model", "org/model.git", "model", "org/mo\x00del", "org/mo del"]
+)
 def test_an_invalid_hub_id_is_refused_without_contacting_the_hub(no_hub, name):
     with pytest.raises(CheckpointError) as info:
         resolve(name)

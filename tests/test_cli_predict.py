@@ -33,8 +33,14 @@ def jsonl(text: str) -> list[dict]:
 
 def test_every_line_gives_one_row_in_order_with_its_fields(trained_dir, tmp_path, capsys):
     src = tmp_path / "in.jsonl"
-    lines = [json.dumps({"id": 7, "text": GAZA, "source": "vnexpress", "labels": ["gaza"]}),
-             "", "<br/><div></div>", NATO, json.dumps({"id": "b", "text": "  "}), "Trời mưa."]
+    lines = [
+        json.dumps({"id": 7, "text": GAZA, "source": "vnexpress", "labels": ["gaza"]}),
+        "",
+        "<br/><div></div>",
+        NATO,
+        json.dumps({"id": "b", "text": "  "}),
+        "Trời mưa.",
+    ]
     src.write_text("\n".join(lines) + "\n", "utf-8")
     code, out, err = run(capsys, "predict", "--model", str(trained_dir), "--input", str(src))
     assert code == 0, err
@@ -49,17 +55,27 @@ def test_every_line_gives_one_row_in_order_with_its_fields(trained_dir, tmp_path
 
 def test_csv_input_uses_its_header_and_text_field(trained_dir, tmp_path, capsys):
     src = tmp_path / "in.csv"
-    src.write_text("id,body\n1,\"" + GAZA + "\"\n2,=HYPERLINK(\"http://x\")\n", "utf-8")
+    src.write_text('id,body\n1,"' + GAZA + '"\n2,=HYPERLINK("http://x")\n', "utf-8")
     code, _, err = run(capsys, "predict", "--model", str(trained_dir), "--input", str(src))
     assert code == 2 and "no 'text' column" in err and "in.csv:1" in err
     out = tmp_path / "out.csv"
-    code, _, err = run(capsys, "predict", "--model", str(trained_dir), "--input", str(src),
-                       "--text-field", "body", "--output", str(out))
+    code, _, err = run(
+        capsys,
+        "predict",
+        "--model",
+        str(trained_dir),
+        "--input",
+        str(src),
+        "--text-field",
+        "body",
+        "--output",
+        str(out),
+    )
     assert code == 0, err
     table = list(csv.reader(out.open(encoding="utf-8")))
     assert table[0] == ["id", "body", "labels", "ukraine_aid", "gaza", "nato", "empty"]
     assert len(table) == 3 and table[1][0] == "1" and "gaza" in table[1][2].split(";")
-    assert table[2][1] == "'=HYPERLINK(\"http://x\")"  # neutralised: a spreadsheet shows text
+    assert table[2][1] == '\'=HYPERLINK("http://x")'  # neutralised: a spreadsheet shows text
 
 
 def test_formats_on_stdout_and_options(trained_dir, capsys):
@@ -79,32 +95,37 @@ def test_formats_on_stdout_and_options(trained_dir, capsys):
     assert code == 0 and "gaza" in jsonl(out)[0]["labels"]
 
 
-@pytest.mark.parametrize(("argv", "stdin", "message"), [
-    (["--output", "{tmp}/x.txt", GAZA], None, "cannot tell the format from '.txt'"),
-    (["--output", "{tmp}", GAZA], None, "is a directory"),
-    (["--output", "{tmp}/no/such/x.jsonl", GAZA], None, "does not exist"),
-    (["--input", "{tmp}/in.txt", GAZA], None, "not both"),
-    ([], "", "<stdin>: no input"),
-    (["--input", "{tmp}/latin1.txt"], None, "not UTF-8 text (byte 0xe0"),
-    (["--input", "{tmp}"], None, "is a directory, expected a file"),
-    (["--device", "banana", GAZA], None, "'banana' is not a torch device"),
-    (["--device", "cuda:7", GAZA], None, "not available"),
-    (["--batch-size", "0", GAZA], None, "--batch-size: must be an integer >= 1, got '0'"),
-    (["--threshold", "0.5x", GAZA], None, "--threshold: must be a number in [0, 1]"),
-    (["--backend", "tensorrt", GAZA], None, "--backend: invalid choice: 'tensorrt'"),
-    (["--input", "{tmp}/surrogate.jsonl"], None, "surrogate.jsonl:2: 'text' holds a lone surrogate"),
-    (["--input", "{tmp}/digits.jsonl"], None, "digits.jsonl:1: unreadable JSON (Exceeds the limit"),
-])
+@pytest.mark.parametrize(
+    ("argv", "stdin", "message"),
+    [
+        (["--output", "{tmp}/x.txt", GAZA], None, "cannot tell the format from '.txt'"),
+        (["--output", "{tmp}", GAZA], None, "is a directory"),
+        (["--output", "{tmp}/no/such/x.jsonl", GAZA], None, "does not exist"),
+        (["--input", "{tmp}/in.txt", GAZA], None, "not both"),
+        ([], "", "<stdin>: no input"),
+        (["--input", "{tmp}/latin1.txt"], None, "not UTF-8 text (byte 0xe0"),
+        (["--input", "{tmp}"], None, "is a directory, expected a file"),
+        (["--device", "banana", GAZA], None, "'banana' is not a torch device"),
+        (["--device", "cuda:7", GAZA], None, "not available"),
+        (["--batch-size", "0", GAZA], None, "--batch-size: must be an integer >= 1, got '0'"),
+        (["--threshold", "0.5x", GAZA], None, "--threshold: must be a number in [0, 1]"),
+        (["--backend", "tensorrt", GAZA], None, "--backend: invalid choice: 'tensorrt'"),
+        (["--input", "{tmp}/surrogate.jsonl"], None, "surrogate.jsonl:2: 'text' holds a lone surrogate"),
+        (["--input", "{tmp}/digits.jsonl"], None, "digits.jsonl:1: unreadable JSON (Exceeds the limit"),
+    ],
+)
 def test_bad_invocations_are_one_line_errors_and_write_nothing(
-        trained_dir, tmp_path, capsys, monkeypatch, argv, stdin, message):
+    trained_dir, tmp_path, capsys, monkeypatch, argv, stdin, message
+):
     (tmp_path / "in.txt").write_text(GAZA + "\n", "utf-8")
     (tmp_path / "latin1.txt").write_bytes("voilà\n".encode("latin-1"))
     (tmp_path / "surrogate.jsonl").write_text('{"text": "ok"}\n{"text": "Gaza \\ud800"}\n', "utf-8")
     (tmp_path / "digits.jsonl").write_text('{"id": ' + "9" * 5001 + ', "text": "a"}\n', "utf-8")
     before = sorted(p.name for p in tmp_path.iterdir())
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
-    code, out, err = run(capsys, "predict", "--model", str(trained_dir), *argv, stdin=stdin,
-                         monkeypatch=monkeypatch)
+    code, out, err = run(
+        capsys, "predict", "--model", str(trained_dir), *argv, stdin=stdin, monkeypatch=monkeypatch
+    )
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
@@ -114,22 +135,32 @@ def test_line_breaks_are_only_newlines_and_output_reads_back(trained_dir, tmp_pa
     src = tmp_path / "in.txt"
     src.write_text(f"{GAZA}\fthêm\u2028nữa\r\n{NATO}\u2029\n", "utf-8")
     first = tmp_path / "first.jsonl"
-    code, _, err = run(capsys, "predict", "--model", str(trained_dir), "--input", str(src),
-                       "--output", str(first), "--quiet")
+    code, _, err = run(
+        capsys, "predict", "--model", str(trained_dir), "--input", str(src), "--output", str(first), "--quiet"
+    )
     assert code == 0 and err == ""
     rows = jsonl(first.read_text("utf-8"))
     assert len(rows) == 2 and "\u2028" in rows[0]["text"]
     again = tmp_path / "again.jsonl"
-    assert main(["predict", "--model", str(trained_dir), "--input", str(first),
-                 "--output", str(again), "--quiet"]) == 0
+    assert (
+        main(
+            ["predict", "--model", str(trained_dir), "--input", str(first), "--output", str(again), "--quiet"]
+        )
+        == 0
+    )
     assert [r["text"] for r in jsonl(again.read_text("utf-8"))] == [r["text"] for r in rows]
 
 
 @pytest.mark.slow
 def test_a_real_process_on_stdin_and_version(trained_dir):
     cmd = [sys.executable, "-m", "vitopic.cli"]
-    done = subprocess.run([*cmd, "predict", "--model", str(trained_dir)], input=f"{GAZA}\n\nx\n",
-                          capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(
+        [*cmd, "predict", "--model", str(trained_dir)],
+        input=f"{GAZA}\n\nx\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     rows = jsonl(done.stdout)
     assert len(rows) == 3 and "gaza" in rows[0]["labels"] and rows[1]["empty"]
@@ -139,7 +170,8 @@ def test_a_real_process_on_stdin_and_version(trained_dir):
 
 
 def test_input_streams_in_chunks_and_a_late_bad_line_leaves_no_output(
-        trained_dir, tmp_path, capsys, monkeypatch):
+    trained_dir, tmp_path, capsys, monkeypatch
+):
     """Chunks of 4 records: order, ids and every field survive the boundaries; a bad line in a
     later chunk (after rows were written) names its line and leaves no output file."""
     import vitopic.cli
@@ -147,34 +179,36 @@ def test_input_streams_in_chunks_and_a_late_bad_line_leaves_no_output(
     monkeypatch.setattr(vitopic.cli, "PREDICT_CHUNK", 4)
     texts = [GAZA, NATO, "", "Trời mưa.", GAZA, "<b></b>", NATO, "x", GAZA, NATO, "y"]
     src = tmp_path / "in.jsonl"
-    src.write_text("".join(json.dumps({"id": i, "text": t, "n": i * i}) + "\n"
-                           for i, t in enumerate(texts)), "utf-8")
+    src.write_text(
+        "".join(json.dumps({"id": i, "text": t, "n": i * i}) + "\n" for i, t in enumerate(texts)), "utf-8"
+    )
     out = tmp_path / "out.jsonl"
-    code, _, err = run(capsys, "predict", "--model", str(trained_dir), "--input", str(src),
-                       "--output", str(out))
+    code, _, err = run(
+        capsys, "predict", "--model", str(trained_dir), "--input", str(src), "--output", str(out)
+    )
     assert code == 0 and f"wrote {len(texts)} predictions" in err
     rows = jsonl(out.read_text("utf-8"))
     assert [(r["id"], r["text"], r["n"]) for r in rows] == [(i, t, i * i) for i, t in enumerate(texts)]
-    whole = [r["labels"] for r in jsonl(run(capsys, "predict", "--model", str(trained_dir),
-                                            *texts)[1])]
+    whole = [r["labels"] for r in jsonl(run(capsys, "predict", "--model", str(trained_dir), *texts)[1])]
     assert [r["labels"] for r in rows] == whole  # chunking changes no answer
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text(src.read_text("utf-8") + '{"id": 11, "text": 3}\n', "utf-8")
     target = tmp_path / "bad-out.jsonl"
-    code, _, err = run(capsys, "predict", "--model", str(trained_dir), "--input", str(bad),
-                       "--output", str(target))
+    code, _, err = run(
+        capsys, "predict", "--model", str(trained_dir), "--input", str(bad), "--output", str(target)
+    )
     assert code == 2 and "bad.jsonl:12: a JSON line needs a string 'text' field" in err
     assert not target.exists() and not list(tmp_path.glob(".*tmp"))
 
 
 def test_csv_output_refuses_a_record_with_new_fields(trained_dir, tmp_path, capsys):
     src = tmp_path / "in.jsonl"
-    src.write_text(json.dumps({"text": GAZA}) + "\n" + json.dumps({"text": NATO, "id": 2}) + "\n",
-                   "utf-8")
+    src.write_text(json.dumps({"text": GAZA}) + "\n" + json.dumps({"text": NATO, "id": 2}) + "\n", "utf-8")
     target = tmp_path / "out.csv"
-    code, _, err = run(capsys, "predict", "--model", str(trained_dir), "--input", str(src),
-                       "--output", str(target))
+    code, _, err = run(
+        capsys, "predict", "--model", str(trained_dir), "--input", str(src), "--output", str(target)
+    )
     assert code == 2 and "record 2 has field(s) ['id'] that the first record lacks" in err
     assert not target.exists()
 
@@ -187,9 +221,24 @@ def test_sigterm_mid_run_leaves_neither_output_nor_temp_file(trained_dir, tmp_pa
     src = tmp_path / "big.txt"
     src.write_text(f"{GAZA}\n{NATO}\n" * 20000, "utf-8")
     target = tmp_path / "out.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "vitopic.cli", "predict", "--model",
-                             str(trained_dir), "--input", str(src), "--output", str(target),
-                             "--quiet"], stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vitopic.cli",
+            "predict",
+            "--model",
+            str(trained_dir),
+            "--input",
+            str(src),
+            "--output",
+            str(target),
+            "--quiet",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     temp = tmp_path / f".{target.name}.tmp"
     deadline = time.monotonic() + 120
     while not (temp.exists() and temp.stat().st_size) and proc.poll() is None:

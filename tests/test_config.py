@@ -17,18 +17,26 @@ def test_shipped_configs_validate(path):
 
 
 def test_phobert_configs_start_from_the_hub():
-    for name, hub_id in (("phobert-base", "vinai/phobert-base"),
-                         ("phobert-base-v2", "vinai/phobert-base-v2"),
-                         ("phobert-large", "vinai/phobert-large")):
+    for name, hub_id in (
+        ("phobert-base", "vinai/phobert-base"),
+        ("phobert-base-v2", "vinai/phobert-base-v2"),
+        ("phobert-large", "vinai/phobert-large"),
+    ):
         cfg = load_config(ROOT / "configs" / f"{name}.yaml")
         assert cfg.model.name_or_path == hub_id
         assert cfg.text.segmenter == "rdrsegmenter"
 
 
 def test_defaults_and_overrides(tmp_path):
-    cfg = load_config(ROOT / "configs" / "tiny.yaml",
-                      ["training.learning_rate=0.01", "training.epochs=2", "output.dir=x/y",
-                       "training.early_stopping_patience=null"])
+    cfg = load_config(
+        ROOT / "configs" / "tiny.yaml",
+        [
+            "training.learning_rate=0.01",
+            "training.epochs=2",
+            "output.dir=x/y",
+            "training.early_stopping_patience=null",
+        ],
+    )
     assert cfg.training.learning_rate == 0.01
     assert cfg.training.epochs == 2.0 and isinstance(cfg.training.epochs, float)
     assert cfg.output.dir == "x/y"
@@ -68,8 +76,12 @@ def test_bad_values_name_file_and_key(tmp_path, body, key, fragment):
 
 
 def test_label_list_checks(tmp_path):
-    for labels, fragment in (("[]", "at least one label"), ("[gaza, gaza]", "unique"),
-                             ('[" gaza"]', "surrounding spaces"), ("[1, 2]", "must be str")):
+    for labels, fragment in (
+        ("[]", "at least one label"),
+        ("[gaza, gaza]", "unique"),
+        ('[" gaza"]', "surrounding spaces"),
+        ("[1, 2]", "must be str"),
+    ):
         path = tmp_path / "labels.yaml"
         path.write_text(f"data:\n  dir: {DATA}\n  labels: {labels}\n")
         with pytest.raises(ConfigError, match=fragment) as err:
@@ -101,11 +113,19 @@ def test_exponent_overrides_are_numbers():
 
 
 def test_phobert_config_headers_say_license_segmenter_and_cost():
-    for name, license_id in (("phobert-base", "MIT"), ("phobert-base-v2", "AGPL-3.0"),
-                             ("phobert-large", "MIT")):
+    for name, license_id in (
+        ("phobert-base", "MIT"),
+        ("phobert-base-v2", "AGPL-3.0"),
+        ("phobert-large", "MIT"),
+    ):
         header = (ROOT / "configs" / f"{name}.yaml").read_text().split("\nmodel:")[0]
-        for needed in (f"vitopic train --config configs/{name}.yaml", f"License of the base model: "
-                       f"{license_id}", "RDRSegmenter", "min per epoch", "peak RSS"):
+        for needed in (
+            f"vitopic train --config configs/{name}.yaml",
+            f"License of the base model: {license_id}",
+            "RDRSegmenter",
+            "min per epoch",
+            "peak RSS",
+        ):
             assert needed in header, (name, needed)
 
 
@@ -113,10 +133,19 @@ def test_trainer_options_reach_training_arguments(tmp_path):
 
     from vitopic.training import training_arguments
 
-    cfg = load_config(TINY, [f"output.dir={tmp_path}", "training.gradient_accumulation_steps=4",
-                             "training.lr_scheduler_type=cosine", "training.max_grad_norm=0.5",
-                             "training.group_by_length=true", "training.report_to=tensorboard",
-                             "training.dataloader_num_workers=2", "training.torch_compile=true"])
+    cfg = load_config(
+        TINY,
+        [
+            f"output.dir={tmp_path}",
+            "training.gradient_accumulation_steps=4",
+            "training.lr_scheduler_type=cosine",
+            "training.max_grad_norm=0.5",
+            "training.group_by_length=true",
+            "training.report_to=tensorboard",
+            "training.dataloader_num_workers=2",
+            "training.torch_compile=true",
+        ],
+    )
     args = training_arguments(cfg)
     assert args.gradient_accumulation_steps == 4 and args.max_grad_norm == 0.5
     assert args.lr_scheduler_type.value == "cosine"
@@ -128,13 +157,16 @@ def test_trainer_options_reach_training_arguments(tmp_path):
     assert default.train_sampling_strategy == "random" and default.gradient_accumulation_steps == 1
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("training.gradient_accumulation_steps=0", "must be > 0"),
-    ("training.lr_scheduler_type=cosinus", "must be one of ['linear', 'cosine'"),
-    ("training.max_grad_norm=0", "must be > 0"),
-    ("training.report_to=wandb", "must be one of ['none', 'tensorboard']"),
-    ("training.dataloader_num_workers=-1", "must be >= 0"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("training.gradient_accumulation_steps=0", "must be > 0"),
+        ("training.lr_scheduler_type=cosinus", "must be one of ['linear', 'cosine'"),
+        ("training.max_grad_norm=0", "must be > 0"),
+        ("training.report_to=wandb", "must be one of ['none', 'tensorboard']"),
+        ("training.dataloader_num_workers=-1", "must be >= 0"),
+    ],
+)
 def test_trainer_options_are_checked(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(None, [override], check_files=False)

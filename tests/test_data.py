@@ -29,9 +29,12 @@ def _file(tmp_path, content: str | bytes):
         ('{"text": "a", "labels": "gaza"}\n', 1, "must be a list of strings"),
         ('{"text": "a"}\n', 1, "must be a list of strings"),
         ('{"text": "a", "labels": ["sport"]}\n', 1, "unknown label"),
-        ('[1, 2]\n', 1, "expected a JSON object"),
-        ('{"id": "x", "text": "a", "labels": []}\n{"id": "x", "text": "b", "labels": []}\n', 2,
-         "duplicate id"),
+        ("[1, 2]\n", 1, "expected a JSON object"),
+        (
+            '{"id": "x", "text": "a", "labels": []}\n{"id": "x", "text": "b", "labels": []}\n',
+            2,
+            "duplicate id",
+        ),
     ],
 )
 def test_bad_rows_name_file_and_line(tmp_path, content, line, fragment):
@@ -75,14 +78,19 @@ def test_shipped_corpus_passes_the_check():
 def test_data_check_cli_reports_cross_split_near_duplicates(tmp_path):
     for split in ("train", "dev", "test"):
         (tmp_path / f"{split}.jsonl").write_text(
-            (DATA / f"{split}.jsonl").read_text("utf-8").splitlines()[0] + "\n", "utf-8")
+            (DATA / f"{split}.jsonl").read_text("utf-8").splitlines()[0] + "\n", "utf-8"
+        )
     first = json.loads((DATA / "train.jsonl").read_text("utf-8").splitlines()[0])
     first["id"] = "copy"
     first["text"] = first["text"].rstrip(".") + " !"
     with open(tmp_path / "dev.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(first, ensure_ascii=False) + "\n")
-    run = subprocess.run([sys.executable, "-m", "vitopic.cli", "data", "check", str(tmp_path)],
-                         capture_output=True, text=True, cwd=ROOT)
+    run = subprocess.run(
+        [sys.executable, "-m", "vitopic.cli", "data", "check", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert run.returncode == 1
     assert "near-duplicates across splits" in run.stdout
     assert f"{tmp_path / 'dev'}.jsonl:2" in run.stdout
@@ -120,21 +128,26 @@ def test_metrics_are_typed_and_keep_the_metric_json_shape():
 
     predicted, gold = [[1, 0], [1, 1], [0, 0]], [[1, 1], [1, 0], [0, 0]]
     metrics = multilabel_metrics(predicted, gold, ["a", "b"])
-    raw = evaluate.load(str(METRIC_DIR)).compute(predictions=predicted, references=gold,
-                                                 label_names=["a", "b"])
+    raw = evaluate.load(str(METRIC_DIR)).compute(
+        predictions=predicted, references=gold, label_names=["a", "b"]
+    )
     assert json.dumps(metrics.to_dict()) == json.dumps(raw)  # keys, order and values
     assert Metrics.from_dict(json.loads(json.dumps(raw))) == metrics
     assert (metrics.exact_match, metrics.per_label["a"].f1, metrics.per_label["b"].fp) == (1 / 3, 1.0, 1)
     assert metrics.format("x").splitlines()[1] == (
-        "  a            P 1.000  R 1.000  F1 1.000  (tp 2 fp 0 fn 0 tn 1, support 2)")
+        "  a            P 1.000  R 1.000  F1 1.000  (tp 2 fp 0 fn 0 tn 1, support 2)"
+    )
 
 
 def test_data_check_takes_labels_and_segmenter_from_a_config(tmp_path, capsys):
     from vitopic.cli import main
 
     for split in ("train", "dev", "test"):
-        rows = [line for line in (DATA / f"{split}.jsonl").read_text("utf-8").splitlines()
-                if "ukraine_aid" not in line][:20]
+        rows = [
+            line
+            for line in (DATA / f"{split}.jsonl").read_text("utf-8").splitlines()
+            if "ukraine_aid" not in line
+        ][:20]
         (tmp_path / f"{split}.jsonl").write_text("\n".join(rows) + "\n", "utf-8")
     config = tmp_path / "c.yaml"
     config.write_text(f"data:\n  dir: {tmp_path}\n  labels: [gaza, nato]\ntext:\n  segmenter: none\n")
@@ -163,24 +176,37 @@ def test_csv_and_saved_datasets_read_like_jsonl(tmp_path):
         writer = csv.writer(f)
         writer.writerow(["id", "text", "labels"])
         writer.writerows([ex.id, ex.text, ";".join(ex.labels)] for ex in rows)
-    datasets.Dataset.from_dict({"id": [ex.id for ex in rows], "text": [ex.text for ex in rows],
-                                "labels": [list(ex.labels) for ex in rows]}).save_to_disk(
-        str(tmp_path / "dev_ds"))
+    datasets.Dataset.from_dict(
+        {
+            "id": [ex.id for ex in rows],
+            "text": [ex.text for ex in rows],
+            "labels": [list(ex.labels) for ex in rows],
+        }
+    ).save_to_disk(str(tmp_path / "dev_ds"))
     for name in ("dev.csv", "dev_ds"):
         again = read_examples(tmp_path / name, LABELS)
         assert [(e.id, e.text, e.labels) for e in again] == [(e.id, e.text, e.labels) for e in rows]
-    cfg = load_config(None, [f"data.dir={DATA}", f"data.dev_file={tmp_path / 'dev.csv'}",
-                             f"data.test_file={tmp_path / 'dev_ds'}"])
+    cfg = load_config(
+        None,
+        [
+            f"data.dir={DATA}",
+            f"data.dev_file={tmp_path / 'dev.csv'}",
+            f"data.test_file={tmp_path / 'dev_ds'}",
+        ],
+    )
     splits = Splits.load(cfg)
     assert len(splits.dev) == len(splits.test) == len(rows)
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("text,label\na,gaza\n", "x.csv:1: a CSV dataset needs 'text' and 'labels' columns"),
-    ("text,labels\na,gaza\nb,sport\n", "x.csv:3: unknown label(s) ['sport']"),
-    ("text,labels\na,gaza,extra\n", "x.csv:2: more fields than the header has"),
-    ("text,labels\n,gaza\n", "x.csv:2: empty 'text'"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("text,label\na,gaza\n", "x.csv:1: a CSV dataset needs 'text' and 'labels' columns"),
+        ("text,labels\na,gaza\nb,sport\n", "x.csv:3: unknown label(s) ['sport']"),
+        ("text,labels\na,gaza,extra\n", "x.csv:2: more fields than the header has"),
+        ("text,labels\n,gaza\n", "x.csv:2: empty 'text'"),
+    ],
+)
 def test_csv_errors_name_file_and_line(tmp_path, content, message):
     from vitopic.data import read_examples
 
@@ -198,8 +224,7 @@ def test_saved_dataset_errors(tmp_path):
     datasets.Dataset.from_dict(split).save_to_disk(str(tmp_path / "one"))
     with pytest.raises(DataError, match=re.escape("one[row 1]: unknown label(s) ['sport']")):
         read_examples(tmp_path / "one", LABELS)
-    datasets.DatasetDict({"train": datasets.Dataset.from_dict(split)}).save_to_disk(
-        str(tmp_path / "dict"))
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(split)}).save_to_disk(str(tmp_path / "dict"))
     with pytest.raises(DataError, match="a DatasetDict with splits \\['train'\\]"):
         read_examples(tmp_path / "dict", LABELS)
     (tmp_path / "empty").mkdir()

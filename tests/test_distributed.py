@@ -15,9 +15,14 @@ BIN = os.path.dirname(sys.executable)
 
 def launch(launcher: list[str], out, *extra: str, steps: int = 20, env=None, timeout=300):
     overrides = [*tiny_overrides(out), f"training.max_steps={steps}", *SHORT, *extra]
-    return subprocess.run([*launcher, "training/train.py", "--config", "configs/tiny.yaml",
-                           *overrides], capture_output=True, text=True, cwd=ROOT,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [*launcher, "training/train.py", "--config", "configs/tiny.yaml", *overrides],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 TORCHRUN = [f"{BIN}/torchrun", "--nproc_per_node", "2"]
@@ -58,9 +63,14 @@ def test_a_crash_on_one_rank_ends_the_run(tmp_path):
         "    import vitopic.training as t\n"
         "    def crash(self, *a, **k):\n"
         "        raise RuntimeError('rank 1 lost its data')\n"
-        "    t.TopicTrainer.train = crash\n")
-    done = launch(TORCHRUN, tmp_path / "crash", timeout=240,
-                  env={"PYTHONPATH": f"{hook}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+        "    t.TopicTrainer.train = crash\n"
+    )
+    done = launch(
+        TORCHRUN,
+        tmp_path / "crash",
+        timeout=240,
+        env={"PYTHONPATH": f"{hook}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
+    )
     assert done.returncode != 0
     assert "rank 1 lost its data" in done.stderr
     assert not (tmp_path / "crash" / "vitopic.json").exists()

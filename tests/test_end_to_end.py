@@ -30,8 +30,11 @@ def test_checkpoint_is_an_ordinary_transformers_checkpoint(trained_dir):
 
 def test_plain_pipeline_loads_it_without_vitopic(trained_dir):
     clf = pipeline("text-classification", model=str(trained_dir), top_k=None)
-    out = clf(["Các đồng_minh NATO cam_kết gửi thêm hệ_thống phòng_không cho Ukraine ."],
-              truncation=True, max_length=256)
+    out = clf(
+        ["Các đồng_minh NATO cam_kết gửi thêm hệ_thống phòng_không cho Ukraine ."],
+        truncation=True,
+        max_length=256,
+    )
     assert {d["label"] for d in out[0]} == set(LABELS)
     assert all(0 <= d["score"] <= 1 for d in out[0])
 
@@ -77,19 +80,41 @@ def test_model_card(trained_dir):
     assert header["language"] == ["vi"] and header["license"] == "mit"
     assert header["pipeline_tag"] == "text-classification"
     assert header["model-index"][0]["results"][0]["metrics"][0]["name"] == "macro F1"
-    for phrase in ("Intended use", "word-segmented", "256", "never its stance",
-                   "2022–2025", 'pipeline("text-classification"', "TopicClassifier",
-                   "Dev scores are optimistic", "Hyper-parameters: `learning_rate` 0.001",
-                   "`model.hidden_size` 64", "Sentences: train 6,989, dev 876, test 875, seed 8",
-                   "the checkpoint kept is from step", "transformers 5."):
+    for phrase in (
+        "Intended use",
+        "word-segmented",
+        "256",
+        "never its stance",
+        "2022–2025",
+        'pipeline("text-classification"',
+        "TopicClassifier",
+        "Dev scores are optimistic",
+        "Hyper-parameters: `learning_rate` 0.001",
+        "`model.hidden_size` 64",
+        "Sentences: train 6,989, dev 876, test 875, seed 8",
+        "the checkpoint kept is from step",
+        "transformers 5.",
+    ):
         assert phrase in card, phrase
     training = json.loads((trained_dir / "metrics.json").read_text())["training"]
     assert training["steps"] == 700 and training["versions"]["torch"].startswith("2.13")
 
 
 def test_cli_evaluate_on_a_labeled_file(trained_dir, tmp_path, capsys):
-    assert main(["evaluate", "--model", str(trained_dir), "--data",
-                 str(ROOT / "training/data/test.jsonl"), "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(trained_dir),
+                "--data",
+                str(ROOT / "training/data/test.jsonl"),
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert "macro-F1" in capsys.readouterr().out
     assert (tmp_path / "eval-test.json").is_file() and (tmp_path / "plots/pr-test.png").is_file()
 

@@ -29,9 +29,14 @@ def test_empty_inputs_get_an_explicit_empty_result(classifier, text):
 
 @pytest.mark.parametrize(
     ("texts", "fragment"),
-    [(None, "got NoneType"), ([GAZA, None], r"texts\[1\] is NoneType"),
-     ([GAZA, 3], r"texts\[1\] is int"), (["a", b"bytes"], r"texts\[1\] is bytes"),
-     (42, "got int"), ({"a": 1}, "got dict")],
+    [
+        (None, "got NoneType"),
+        ([GAZA, None], r"texts\[1\] is NoneType"),
+        ([GAZA, 3], r"texts\[1\] is int"),
+        (["a", b"bytes"], r"texts\[1\] is bytes"),
+        (42, "got int"),
+        ({"a": 1}, "got dict"),
+    ],
 )
 def test_non_strings_raise_type_error_naming_the_index(classifier, texts, fragment):
     with pytest.raises(TypeError, match=fragment):
@@ -49,8 +54,17 @@ def test_bad_arguments(classifier):
 def test_nfd_html_emoji_and_foreign_text(classifier):
     nfd = unicodedata.normalize("NFD", GAZA)
     html = f"<div><b>{GAZA}</b>&nbsp;</div>"
-    results = classifier.predict([GAZA, nfd, html, "🇺🇦🔥 " + GAZA + " 🙏", "😀😀",
-                                  "The weather in London is mild today.", "今日は晴れです。"])
+    results = classifier.predict(
+        [
+            GAZA,
+            nfd,
+            html,
+            "🇺🇦🔥 " + GAZA + " 🙏",
+            "😀😀",
+            "The weather in London is mild today.",
+            "今日は晴れです。",
+        ]
+    )
     assert results[1].scores == pytest.approx(results[0].scores)
     assert results[2].scores == pytest.approx(results[0].scores)
     assert "gaza" in results[3].labels
@@ -64,8 +78,11 @@ def test_threshold_override(classifier):
 
 
 def test_long_input_is_split_never_crashes(classifier):
-    sentences = [GAZA, "Giá vàng trong nước tăng mạnh phiên sáng nay.",
-                 "Hội nghị thượng đỉnh NATO tại Washington kỷ niệm 75 năm thành lập liên minh."]
+    sentences = [
+        GAZA,
+        "Giá vàng trong nước tăng mạnh phiên sáng nay.",
+        "Hội nghị thượng đỉnh NATO tại Washington kỷ niệm 75 năm thành lập liên minh.",
+    ]
     article = " ".join(sentences * 40)
     result = classifier.predict(article)
     assert len(result.pieces) >= 3
@@ -96,8 +113,7 @@ def test_results_as_plain_data_probabilities_and_call(classifier):
     results = classifier(texts)
     assert [r.labels for r in results] == [r.labels for r in classifier.predict(texts)]
     restored = json.loads(json.dumps([r.to_dict() for r in results]))
-    assert restored[1] == {"labels": [], "scores": dict.fromkeys(LABELS, 0.0), "pieces": [],
-                           "empty": True}
+    assert restored[1] == {"labels": [], "scores": dict.fromkeys(LABELS, 0.0), "pieces": [], "empty": True}
     assert [p["text"] for p in restored[2]["pieces"]] == ["Trời mưa.", "NATO họp tại Brussels."]
     proba = classifier.predict_proba(texts)
     assert proba.shape == (3, 3) and proba.dtype == np.float64
@@ -117,12 +133,21 @@ def test_a_five_megabyte_input_takes_seconds(classifier):
 
 
 def test_bad_option_types(classifier):
-    for kwargs in ({"batch_size": 2.0}, {"batch_size": "4"}, {"batch_size": None},
-                   {"batch_size": True}, {"threshold": "0.5"}, {"threshold": float("nan")}):
+    for kwargs in (
+        {"batch_size": 2.0},
+        {"batch_size": "4"},
+        {"batch_size": None},
+        {"batch_size": True},
+        {"threshold": "0.5"},
+        {"threshold": float("nan")},
+    ):
         with pytest.raises(ValueError, match=next(iter(kwargs))):
             classifier.predict([GAZA], **kwargs)
-    for device, message in (("banana", "not a torch device"), ("cuda:7", "not available"),
-                            ("meta", "runs on 'cpu', 'cuda' or 'mps'")):
+    for device, message in (
+        ("banana", "not a torch device"),
+        ("cuda:7", "not available"),
+        ("meta", "runs on 'cpu', 'cuda' or 'mps'"),
+    ):
         with pytest.raises(ValueError, match=message):
             TopicClassifier.from_pretrained("/never/read", device=device)
 
@@ -147,8 +172,12 @@ def test_a_forked_child_after_predict_does_not_hang(classifier):
 
 
 def test_batches_give_the_same_scores_as_single_calls(classifier):
-    texts = [GAZA, "Trời mưa.", "NATO họp ở Brussels về chi tiêu quốc phòng 5% GDP.",
-             "Quốc hội Mỹ thông qua gói viện trợ 61 tỷ USD cho Kiev."]
+    texts = [
+        GAZA,
+        "Trời mưa.",
+        "NATO họp ở Brussels về chi tiêu quốc phòng 5% GDP.",
+        "Quốc hội Mỹ thông qua gói viện trợ 61 tỷ USD cho Kiev.",
+    ]
     batched = classifier.predict(texts, batch_size=3)
     for text, result in zip(texts, batched, strict=True):
         assert classifier.predict(text).scores == pytest.approx(result.scores, abs=1e-5)
@@ -201,13 +230,17 @@ def test_remote_code_named_by_a_checkpoint_never_runs(model_copy, tmp_path):
     """config.json and tokenizer_config.json point at code in the repo (`auto_map`), as a
     hostile checkpoint would: loading and predicting never imports it."""
     marker = tmp_path / "ran"
-    (model_copy / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
-                                        "from transformers import *\n")
-    edit_json(model_copy / "config.json", auto_map={
-        "AutoConfig": "evil.RobertaConfig",
-        "AutoModelForSequenceClassification": "evil.RobertaForSequenceClassification"})
-    edit_json(model_copy / "tokenizer_config.json", auto_map={
-        "AutoTokenizer": ["evil.PhobertTokenizer", None]})
+    (model_copy / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\nfrom transformers import *\n")
+    edit_json(
+        model_copy / "config.json",
+        auto_map={
+            "AutoConfig": "evil.RobertaConfig",
+            "AutoModelForSequenceClassification": "evil.RobertaForSequenceClassification",
+        },
+    )
+    edit_json(
+        model_copy / "tokenizer_config.json", auto_map={"AutoTokenizer": ["evil.PhobertTokenizer", None]}
+    )
     clf = TopicClassifier.from_pretrained(model_copy)
     assert clf.predict("NATO họp.").scores and not marker.exists()
 
@@ -223,8 +256,12 @@ def test_loading_by_hub_id_from_the_cache_offline(trained_dir, tmp_path):
         f"p = pipeline('text-classification', model={repo_id!r}, top_k=None)\n"
         "print(len(p('Israel không_kích Rafah .')[0]))\n"
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"),
-           "HF_HOME": str(tmp_path / "home")}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(tmp_path / "hub"),
+        "HF_HOME": str(tmp_path / "home"),
+    }
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split("\n")[:2] == [str(sorted(LABELS)), "3"]
@@ -235,10 +272,16 @@ def test_loading_by_hub_id_from_the_cache_offline(trained_dir, tmp_path):
 def test_push_dry_run_lists_files_and_validates_the_card(trained_dir, capsys):
     names = push_to_hub(trained_dir, "org/vitopic-tiny", private=True, dry_run=True, force=True)
     out = capsys.readouterr().out
-    assert {"config.json", "model.safetensors", "vocab.txt", "bpe.codes", "vitopic.json",
-            "README.md", "tokenizer_config.json"} <= set(names)
-    assert not any(n.startswith(("checkpoints", "metrics", "report", "training_args"))
-                   for n in names)
+    assert {
+        "config.json",
+        "model.safetensors",
+        "vocab.txt",
+        "bpe.codes",
+        "vitopic.json",
+        "README.md",
+        "tokenizer_config.json",
+    } <= set(names)
+    assert not any(n.startswith(("checkpoints", "metrics", "report", "training_args")) for n in names)
     assert "would upload" in out and "(private)" in out and "metadata: valid" in out
 
 
@@ -269,13 +312,19 @@ def test_push_uploads_through_huggingface_hub(trained_dir):
 
 @pytest.mark.slow
 def test_onnx_export_and_backends_agree_with_torch(model_copy):
-    run = subprocess.run([sys.executable, "-m", "vitopic.cli", "export", "--model", str(model_copy),
-                          "--int8"], capture_output=True, text=True, cwd=ROOT)
+    run = subprocess.run(
+        [sys.executable, "-m", "vitopic.cli", "export", "--model", str(model_copy), "--int8"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stderr == ""  # no torchvision, exporter or ONNX Runtime chatter
     assert (model_copy / "model.onnx").is_file() and (model_copy / "model.int8.onnx").is_file()
-    texts = [json.loads(line)["text"] for line in
-             (ROOT / "training" / "data" / "test.jsonl").read_text("utf-8").splitlines()]
+    texts = [
+        json.loads(line)["text"]
+        for line in (ROOT / "training" / "data" / "test.jsonl").read_text("utf-8").splitlines()
+    ]
     reference = TopicClassifier.from_pretrained(model_copy).predict(texts)
     for backend, min_agreement in (("onnx", 1.0), ("onnx-int8", 0.99), ("torch-bf16", 0.99)):
         clf = TopicClassifier.from_pretrained(model_copy, backend=backend)

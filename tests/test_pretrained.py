@@ -26,8 +26,11 @@ from vitopic.bpe import learn_phobert_tokenizer
 from vitopic.text import java_available, prepare
 
 SEGMENTER = "rdrsegmenter" if java_available() else "pyvi"
-SAMPLE = ["Các đồng minh NATO cam kết gửi thêm hệ thống phòng không cho Ukraine.",
-          "Israel không kích Rafah , hàng chục người thiệt mạng .", "Giá vàng SJC tăng mạnh"]
+SAMPLE = [
+    "Các đồng minh NATO cam kết gửi thêm hệ thống phòng không cho Ukraine.",
+    "Israel không kích Rafah , hàng chục người thiệt mạng .",
+    "Giá vàng SJC tăng mạnh",
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +45,7 @@ def hub(tmp_path_factory):
     data.mkdir()
     for split, n in (("train", 160), ("dev", 60), ("test", 60), ("seed", 8)):
         lines = (DATA / f"{split}.jsonl").read_text("utf-8").splitlines()
-        lines = lines[::max(len(lines) // n, 1)][:n]  # spread over the file: every label present
+        lines = lines[:: max(len(lines) // n, 1)][:n]  # spread over the file: every label present
         (data / f"{split}.jsonl").write_text("\n".join(lines) + "\n", "utf-8")
     (root / "markers").mkdir()
     return root
@@ -56,18 +59,31 @@ def offline_cache(hub, monkeypatch):
 
 
 def _train(hub, config, out, *extra):
-    cmd = [sys.executable, "training/train.py", "--config", f"configs/{config}.yaml",
-           f"data.dir={hub / 'data'}", f"output.dir={out}", "training.max_steps=8",
-           "training.eval_steps=4", "training.batch_size=8", f"text.segmenter={SEGMENTER}", *extra]
+    cmd = [
+        sys.executable,
+        "training/train.py",
+        "--config",
+        f"configs/{config}.yaml",
+        f"data.dir={hub / 'data'}",
+        f"output.dir={out}",
+        "training.max_steps=8",
+        "training.eval_steps=4",
+        "training.batch_size=8",
+        f"text.segmenter={SEGMENTER}",
+        *extra,
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub / "cache")}
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("config", [
-    "phobert-base",
-    pytest.param("phobert-base-v2", marks=pytest.mark.slow),
-    pytest.param("phobert-large", marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        "phobert-base",
+        pytest.param("phobert-base-v2", marks=pytest.mark.slow),
+        pytest.param("phobert-large", marks=pytest.mark.slow),
+    ],
+)
 def test_phobert_config_fine_tunes_from_the_hub_repo_as_it_is(hub, tmp_path, config):
     repo_id = f"vinai/{config}"
     out = tmp_path / "run"
@@ -76,8 +92,11 @@ def test_phobert_config_fine_tunes_from_the_hub_repo_as_it_is(hub, tmp_path, con
     assert not (hub / "markers" / REMOTE_CODE_MARKER).exists()
 
     files = {p.name for p in out.iterdir()}
-    assert "model.safetensors" in files and not files & {"pytorch_model.bin", "tokenizer.json",
-                                                          "tokenization_phobert.py"}
+    assert "model.safetensors" in files and not files & {
+        "pytorch_model.bin",
+        "tokenizer.json",
+        "tokenization_phobert.py",
+    }
     config_json = json.loads((out / "config.json").read_text())
     assert config_json["problem_type"] == "multi_label_classification"
     assert config_json["id2label"] == {"0": "ukraine_aid", "1": "gaza", "2": "nato"}
@@ -102,10 +121,24 @@ def test_run_metrics_equal_vitopic_evaluate(hub, tmp_path):
     assert _train(hub, "phobert-base", out).returncode == 0
     metrics = json.loads((out / "metrics.json").read_text())
     for split in ("dev", "test"):
-        run = subprocess.run([sys.executable, "-m", "vitopic.cli", "evaluate", "--model", str(out),
-                              "--data", str(hub / "data" / f"{split}.jsonl"), "--out",
-                              str(tmp_path / "eval")], cwd=ROOT, capture_output=True, text=True,
-                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "vitopic.cli",
+                "evaluate",
+                "--model",
+                str(out),
+                "--data",
+                str(hub / "data" / f"{split}.jsonl"),
+                "--out",
+                str(tmp_path / "eval"),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
         assert run.returncode == 0, run.stderr[-2000:]
         evaluated = json.loads((tmp_path / "eval" / f"eval-{split}.json").read_text())["metrics"]
         assert evaluated == metrics[split]
@@ -118,27 +151,43 @@ def test_a_conversion_revision_loads_safetensors(offline_cache):
     assert main.weights == "pickle" and not (main.directory / "model.safetensors").exists()
     pickled = main.classifier(num_labels=3, problem_type="multi_label_classification")
     converted = base.classifier(num_labels=3, problem_type="multi_label_classification")
-    for (name, a), b in zip(pickled.roberta.state_dict().items(),
-                            converted.roberta.state_dict().values(), strict=True):
+    for (name, a), b in zip(
+        pickled.roberta.state_dict().items(), converted.roberta.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), name
 
 
 def test_a_pickle_that_would_run_code_is_refused_unrun(hub, tmp_path):
     cache = tmp_path / "cache"
     build_phobert_replica(cache, "vinai/phobert-base", hub / "vocab", tmp_path, evil_pickle=True)
-    evil = phobert_files("vinai/phobert-base", hub / "vocab", tmp_path / "proof",
-                         evil_pickle=True)["pytorch_model.bin"]
+    evil = phobert_files("vinai/phobert-base", hub / "vocab", tmp_path / "proof", evil_pickle=True)[
+        "pytorch_model.bin"
+    ]
     (tmp_path / "proof").mkdir()
     (tmp_path / "proof" / "evil.bin").write_bytes(evil)
     torch.load(tmp_path / "proof" / "evil.bin", weights_only=False)  # the danger is real ...
     assert (tmp_path / "proof" / PICKLE_MARKER).exists()
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
-    run = subprocess.run([sys.executable, "-m", "vitopic.cli", "train", "--config",
-                          "configs/phobert-base.yaml", f"data.dir={hub / 'data'}",
-                          f"output.dir={tmp_path / 'out'}", f"text.segmenter={SEGMENTER}"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 2                           # ... and vitopic never runs it
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vitopic.cli",
+            "train",
+            "--config",
+            "configs/phobert-base.yaml",
+            f"data.dir={hub / 'data'}",
+            f"output.dir={tmp_path / 'out'}",
+            f"text.segmenter={SEGMENTER}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 2  # ... and vitopic never runs it
     assert not (tmp_path / PICKLE_MARKER).exists()
     assert "would run code" in run.stderr and "Traceback" not in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
@@ -162,7 +211,8 @@ def test_clear_errors_for_every_way_a_base_model_can_be_missing(offline_cache, h
         files.pop(name)
     place_snapshot(offline_cache, "vinai/phobert-base", files, "no-weights")
     assert "no model.safetensors or pytorch_model.bin" in _one_line_error(
-        "vinai/phobert-base", revision="no-weights")
+        "vinai/phobert-base", revision="no-weights"
+    )
     for missing in ("vocab.txt", "bpe.codes"):
         local = tmp_path / f"without-{missing}"
         local.mkdir()
@@ -183,14 +233,18 @@ def test_an_unparseable_tokenizer_json_is_never_read(hub, tmp_path):
     assert fetch_base_model(str(local)).tokenizer(256)(SAMPLE)["input_ids"] == base(SAMPLE)["input_ids"]
 
 
-@pytest.mark.parametrize(("error", "says"), [
-    (RepositoryNotFoundError, "no such model repository"),
-    (GatedRepoError, "gated repository"),
-    (RevisionNotFoundError, "revision not found"),
-    (ConnectionError, "could not fetch config.json"),
-])
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (RepositoryNotFoundError, "no such model repository"),
+        (GatedRepoError, "gated repository"),
+        (RevisionNotFoundError, "revision not found"),
+        (ConnectionError, "could not fetch config.json"),
+    ],
+)
 def test_the_hubs_answers_become_one_line_errors(monkeypatch, error, says):
     """What the Hub answers online (simulated here: no network), each mapped to a next step."""
+
     def refuse(*args, **kwargs):
         if issubclass(error, ConnectionError):
             raise error("network unreachable")

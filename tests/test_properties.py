@@ -9,8 +9,28 @@ from hypothesis import strategies as st
 
 from vitopic.data import DataError, read_jsonl
 
-WORDS = st.sampled_from(["Kiev", "Gaza", "NATO", "viện", "trợ", "Hòa", "bình", ",", ".", "😀",
-                         "<b>", "</b>", "&amp;", "Hà_Nội", "\u0301", "1.5", "\n", "   "])
+WORDS = st.sampled_from(
+    [
+        "Kiev",
+        "Gaza",
+        "NATO",
+        "viện",
+        "trợ",
+        "Hòa",
+        "bình",
+        ",",
+        ".",
+        "😀",
+        "<b>",
+        "</b>",
+        "&amp;",
+        "Hà_Nội",
+        "\u0301",
+        "1.5",
+        "\n",
+        "   ",
+    ]
+)
 TEXTS = st.one_of(st.text(max_size=60), st.lists(WORDS, max_size=40).map(" ".join))
 
 
@@ -26,8 +46,13 @@ def test_predict_answers_every_list_of_str(classifier, texts, batch_size):
         assert not r.empty or (r.labels == [] and set(r.scores.values()) == {0.0})
 
 
-_VALUE = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20),
-                   st.lists(st.sampled_from([*LABELS, "sport", 3]), max_size=3))
+_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.text(max_size=20),
+    st.lists(st.sampled_from([*LABELS, "sport", 3]), max_size=3),
+)
 _ROW = st.fixed_dictionaries({}, optional={"id": _VALUE, "text": _VALUE, "labels": _VALUE})
 _LINE = st.one_of(_ROW.map(lambda r: json.dumps(r, ensure_ascii=False)), st.text(max_size=30))
 

@@ -21,24 +21,26 @@ DEV = macro(0.5)
 
 def test_quality_warnings_cover_both_failure_modes():
     rows = [{"predicted": []}] * 9 + [{"predicted": ["gaza"]}]
-    assert quality_warnings(DEV, rows, macro(0.4)) == [
-        "90% of dev sentences get the same labels (none)"]
+    assert quality_warnings(DEV, rows, macro(0.4)) == ["90% of dev sentences get the same labels (none)"]
     mixed = [{"predicted": []}] * 8 + [{"predicted": ["gaza"]}] * 2
     assert quality_warnings(DEV, mixed, macro(0.4)) == []
     assert quality_warnings(DEV, mixed, macro(0.7)) == [
-        "dev macro-F1 0.500 is below the TF-IDF + LR baseline's 0.700"]
+        "dev macro-F1 0.500 is below the TF-IDF + LR baseline's 0.700"
+    ]
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "vitopic.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "vitopic.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.mark.slow
 def test_an_undertrained_model_is_flagged_and_not_pushed(tmp_path):
     out = tmp_path / "undertrained"
-    run = _cli("train", "--config", str(TINY),
-               *tiny_overrides(out, "training.max_steps=3", "training.eval_steps=3"))
+    run = _cli(
+        "train", "--config", str(TINY), *tiny_overrides(out, "training.max_steps=3", "training.eval_steps=3")
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().splitlines()[-1].startswith("WARNING: this model is not worth using")
     warnings = json.loads((out / "metrics.json").read_text())["quality_warnings"]

@@ -22,8 +22,7 @@ def local_ray():
 def rows(n: int) -> list[dict]:
     """`n` rows of the train split (ids, text, gold labels), cycling."""
     lines = (DATA / "train.jsonl").read_text("utf-8").splitlines()
-    return [{**json.loads(lines[i % len(lines)]), "id": f"r{i}", "outlet": i % 7}
-            for i in range(n)]
+    return [{**json.loads(lines[i % len(lines)]), "id": f"r{i}", "outlet": i % 7} for i in range(n)]
 
 
 def test_map_batches_labels_every_row_as_predict_does(local_ray, trained_dir, classifier):
@@ -31,8 +30,8 @@ def test_map_batches_labels_every_row_as_predict_does(local_ray, trained_dir, cl
 
     data = rows(3000)
     ds = ray.data.from_items(data).map_batches(
-        Labeler, fn_constructor_kwargs={"model": str(trained_dir)}, concurrency=2,
-        batch_size=256)
+        Labeler, fn_constructor_kwargs={"model": str(trained_dir)}, concurrency=2, batch_size=256
+    )
     out = sorted(ds.take_all(), key=lambda r: int(r["id"][1:]))
     expected = classifier.predict([r["text"] for r in data])
     assert [r["id"] for r in out] == [r["id"] for r in data]  # nothing lost or duplicated
@@ -48,7 +47,8 @@ def test_a_missing_text_column_is_named(local_ray, trained_dir):
     from vitopic.integrations.ray import Labeler
 
     ds = ray.data.from_items([{"body": "NATO họp."}]).map_batches(
-        Labeler, fn_constructor_kwargs={"model": str(trained_dir)}, concurrency=1)
+        Labeler, fn_constructor_kwargs={"model": str(trained_dir)}, concurrency=1
+    )
     with pytest.raises(Exception, match="no 'text' column in the dataset"):
         ds.take_all()
 

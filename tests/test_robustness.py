@@ -75,8 +75,7 @@ def _predict(value: object, **kwargs) -> Callable:
         parts = []
         for r in results:
             ok = all(0.0 <= s <= 1.0 for s in r.scores.values())
-            kind = "empty result" if r.empty else f"result ({len(r.pieces)} pieces)" if r.pieces \
-                else "result"
+            kind = "empty result" if r.empty else f"result ({len(r.pieces)} pieces)" if r.pieces else "result"
             parts.append(kind + ("" if ok else " WITH SCORES OUTSIDE [0, 1]"))
         shape = "one Prediction" if not isinstance(result, list) else f"{len(results)} Predictions"
         return f"{shape}: " + ", ".join(parts) if parts else f"{shape}"
@@ -120,8 +119,9 @@ def _shard_index(target: str) -> Callable[[Path], None]:
         with safe_open(d / "model.safetensors", "pt") as f:
             names = list(f.keys())
         (d / "model.safetensors").unlink()
-        (d / "model.safetensors.index.json").write_text(json.dumps(
-            {"metadata": {}, "weight_map": dict.fromkeys(names, target)}))
+        (d / "model.safetensors.index.json").write_text(
+            json.dumps({"metadata": {}, "weight_map": dict.fromkeys(names, target)})
+        )
 
     return mutate
 
@@ -153,11 +153,11 @@ def _text(step: Callable[[str], object], value: str) -> Callable:
 
 def _cli(*argv: str, stdin: str = "", files: dict[str, bytes] | None = None) -> Callable:
     """`vitopic ...` in-process: the exit code and what it printed to stderr ({tmp}, {model})."""
+
     def run(ctx: Context) -> object:
         for name, content in (files or {}).items():
             (ctx.tmp / name).write_bytes(content)
-        args = [a.replace("{tmp}", str(ctx.tmp)).replace("{model}", str(ctx.model_dir))
-                for a in argv]
+        args = [a.replace("{tmp}", str(ctx.tmp)).replace("{model}", str(ctx.model_dir)) for a in argv]
         err, old_stdin = io.StringIO(), sys.stdin
         sys.stdin = io.StringIO(stdin)
         try:
@@ -174,8 +174,7 @@ def _cli(*argv: str, stdin: str = "", files: dict[str, bytes] | None = None) -> 
     return run
 
 
-def _train_into(prepare_dir: Callable[[Path], None], *overrides: str, resume: bool = False
-                ) -> Callable:
+def _train_into(prepare_dir: Callable[[Path], None], *overrides: str, resume: bool = False) -> Callable:
     def run(ctx: Context) -> object:
         out = ctx.tmp / "out"
         prepare_dir(out)
@@ -204,8 +203,11 @@ CASES = [
     Case("config", "missing data file", _config("", "data.train_file=absent.jsonl")),
     Case("config", "label list empty", _config("", "data.labels=[]")),
     Case("config", "label listed twice", _config("", "data.labels=[gaza, gaza]")),
-    Case("config", "label 'none' in single_label mode",
-         _config("", "model.mode=single_label", "data.labels=[gaza, none]")),
+    Case(
+        "config",
+        "label 'none' in single_label mode",
+        _config("", "model.mode=single_label", "data.labels=[gaza, none]"),
+    ),
     Case("config", "negative learning rate", _config("training:\n  learning_rate: -0.001\n")),
     Case("config", "batch size 0", _config("training:\n  batch_size: 0\n")),
     Case("config", "max_length over PhoBERT's 256", _config("text:\n  max_length: 512\n")),
@@ -217,27 +219,47 @@ CASES = [
     Case("config", "infinite learning rate", _config("", "training.learning_rate=.inf")),
     Case("config", "NaN warmup ratio", _config("training:\n  warmup_ratio: .nan\n")),
     Case("config", "key given twice", _config("training:\n  epochs: 2\n  epochs: 3\n")),
-    Case("config", "exponent without a dot (2e-3) in the file",
-         _config("training:\n  learning_rate: 2e-3\n")),
+    Case(
+        "config", "exponent without a dot (2e-3) in the file", _config("training:\n  learning_rate: 2e-3\n")
+    ),
     Case("config", "override with unclosed list 'x=[1'", _config("", "training.epochs=[1")),
-    Case("config", "!!python tag on the command line",
-         _config("", "training.epochs=!!python/object/apply:os.system [ls]")),
-    Case("config", "!!python tag in the file",
-         _config("training:\n  epochs: !!python/object/apply:os.system [ls]\n")),
-    Case("config", "UTF-16 config file", lambda ctx: load_config(_write(
-        ctx.tmp / "config.yaml", "training:\n  epochs: 2\n".encode("utf-16")))),
-    Case("config", "Latin-1 config file", lambda ctx: load_config(_write(
-        ctx.tmp / "config.yaml", "# café\ntraining:\n  epochs: 2\n".encode("latin-1")))),
+    Case(
+        "config",
+        "!!python tag on the command line",
+        _config("", "training.epochs=!!python/object/apply:os.system [ls]"),
+    ),
+    Case(
+        "config",
+        "!!python tag in the file",
+        _config("training:\n  epochs: !!python/object/apply:os.system [ls]\n"),
+    ),
+    Case(
+        "config",
+        "UTF-16 config file",
+        lambda ctx: load_config(_write(ctx.tmp / "config.yaml", "training:\n  epochs: 2\n".encode("utf-16"))),
+    ),
+    Case(
+        "config",
+        "Latin-1 config file",
+        lambda ctx: load_config(
+            _write(ctx.tmp / "config.yaml", "# café\ntraining:\n  epochs: 2\n".encode("latin-1"))
+        ),
+    ),
     Case("data", "invalid JSON line", _data(ROW + "\n{not json}\n")),
     Case("data", "lone surrogate in text", _data('{"text": "Gaza \\ud800", "labels": []}\n')),
     Case("data", "Latin-1 file", _data('{"text": "café", "labels": []}\n'.encode("latin-1"))),
     Case("data", "UTF-16 file", _data(ROW.encode("utf-16"))),
-    Case("data", "id with 5,001 digits", _data('{"id": ' + "9" * 5001 + ', "text": "a", '
-                                               '"labels": []}\n')),
-    Case("data", "100,000-deep nesting", _data('{"text": "a", "labels": [], "x": '
-                                               + "[" * 100_000 + "]" * 100_000 + "}\n")),
-    Case("data", "escaped form feed and raw U+2028 in a row",
-         _data('{"text": "Kiev\\fnhận\u2028viện trợ", "labels": ["ukraine_aid"]}\n')),
+    Case("data", "id with 5,001 digits", _data('{"id": ' + "9" * 5001 + ', "text": "a", "labels": []}\n')),
+    Case(
+        "data",
+        "100,000-deep nesting",
+        _data('{"text": "a", "labels": [], "x": ' + "[" * 100_000 + "]" * 100_000 + "}\n"),
+    ),
+    Case(
+        "data",
+        "escaped form feed and raw U+2028 in a row",
+        _data('{"text": "Kiev\\fnhận\u2028viện trợ", "labels": ["ukraine_aid"]}\n'),
+    ),
     Case("data", "line is not an object", _data("[1, 2]\n")),
     Case("data", "missing text", _data('{"labels": []}\n')),
     Case("data", "text is not a string", _data('{"text": 5, "labels": []}\n')),
@@ -251,10 +273,16 @@ CASES = [
     Case("data", "CRLF line endings", _data(f"{ROW}\r\n{ROW}\r\n")),
     Case("data", "NFD text (loader)", _data(unicodedata.normalize("NFD", ROW) + "\n")),
     Case("data", "NFD text (data check)", _data(unicodedata.normalize("NFD", ROW) + "\n", True)),
-    Case("data", "duplicate ids", _data('{"id": 1, "text": "a", "labels": []}\n'
-                                        '{"id": 1, "text": "b", "labels": []}\n')),
-    Case("data", "10,000-character sentence (loader)",
-         _data(json.dumps({"text": "x" * 10_000, "labels": []}) + "\n")),
+    Case(
+        "data",
+        "duplicate ids",
+        _data('{"id": 1, "text": "a", "labels": []}\n{"id": 1, "text": "b", "labels": []}\n'),
+    ),
+    Case(
+        "data",
+        "10,000-character sentence (loader)",
+        _data(json.dumps({"text": "x" * 10_000, "labels": []}) + "\n"),
+    ),
     Case("data", "10,000-character sentence (data check)", _corpus_with_long_row),
     Case("predict", "empty string", _predict("")),
     Case("predict", "whitespace only", _predict(["  \n\t "])),
@@ -293,72 +321,142 @@ CASES = [
     Case("text", "escaped tags", _text(normalize, "&lt;b&gt;Kiev&lt;/b&gt;")),
     Case("text", "unclosed comment", _text(normalize, "Kiev <!-- ghi chú")),
     Case("text", "'<!-- ' repeated 20,000 times", _text(lambda t: len(normalize(t)), "<!-- " * 20000)),
-    Case("text", "form feed and U+2028 (sentences)",
-         _text(split_sentences, "Một câu.\fvẫn một\u2028câu. Hai.")),
-    Case("device", "device='banana'", lambda ctx: TopicClassifier.from_pretrained(
-        ctx.model_dir, device="banana")),
-    Case("device", "device='cuda:7'", lambda ctx: TopicClassifier.from_pretrained(
-        ctx.model_dir, device="cuda:7")),
-    Case("cli", "--output with a .txt name", _cli("predict", "--model", "{model}", "--output",
-                                                  "{tmp}/x.txt", GAZA)),
-    Case("cli", "--output is a directory", _cli("predict", "--model", "{model}", "--output",
-                                                "{tmp}", GAZA)),
+    Case(
+        "text", "form feed and U+2028 (sentences)", _text(split_sentences, "Một câu.\fvẫn một\u2028câu. Hai.")
+    ),
+    Case(
+        "device",
+        "device='banana'",
+        lambda ctx: TopicClassifier.from_pretrained(ctx.model_dir, device="banana"),
+    ),
+    Case(
+        "device",
+        "device='cuda:7'",
+        lambda ctx: TopicClassifier.from_pretrained(ctx.model_dir, device="cuda:7"),
+    ),
+    Case(
+        "cli",
+        "--output with a .txt name",
+        _cli("predict", "--model", "{model}", "--output", "{tmp}/x.txt", GAZA),
+    ),
+    Case("cli", "--output is a directory", _cli("predict", "--model", "{model}", "--output", "{tmp}", GAZA)),
     Case("cli", "--input is a directory", _cli("predict", "--model", "{model}", "--input", "{tmp}")),
-    Case("cli", "--input is Latin-1", _cli("predict", "--model", "{model}", "--input",
-                                           "{tmp}/in.txt", files={"in.txt": "café\n".encode("latin-1")})),
-    Case("cli", "texts and --input together", _cli("predict", "--model", "{model}", "--input",
-                                                   "{tmp}/in.txt", GAZA, files={"in.txt": b"a\n"})),
+    Case(
+        "cli",
+        "--input is Latin-1",
+        _cli(
+            "predict",
+            "--model",
+            "{model}",
+            "--input",
+            "{tmp}/in.txt",
+            files={"in.txt": "café\n".encode("latin-1")},
+        ),
+    ),
+    Case(
+        "cli",
+        "texts and --input together",
+        _cli("predict", "--model", "{model}", "--input", "{tmp}/in.txt", GAZA, files={"in.txt": b"a\n"}),
+    ),
     Case("cli", "empty stdin", _cli("predict", "--model", "{model}")),
-    Case("cli", "CSV without a text column", _cli("predict", "--model", "{model}", "--input",
-                                                  "{tmp}/in.csv", files={"in.csv": b"id,body\n1,a\n"})),
-    Case("cli", "CSV row with extra fields", _cli("predict", "--model", "{model}", "--input",
-                                                  "{tmp}/in.csv", files={"in.csv": b"text\na,b\n"})),
+    Case(
+        "cli",
+        "CSV without a text column",
+        _cli("predict", "--model", "{model}", "--input", "{tmp}/in.csv", files={"in.csv": b"id,body\n1,a\n"}),
+    ),
+    Case(
+        "cli",
+        "CSV row with extra fields",
+        _cli("predict", "--model", "{model}", "--input", "{tmp}/in.csv", files={"in.csv": b"text\na,b\n"}),
+    ),
     Case("cli", "--batch-size 0", _cli("predict", "--model", "{model}", "--batch-size", "0", GAZA)),
     Case("cli", "--threshold 2", _cli("predict", "--model", "{model}", "--threshold", "2", GAZA)),
     Case("cli", "unknown backend", _cli("predict", "--model", "{model}", "--backend", "trt", GAZA)),
     Case("cli", "unknown subcommand", _cli("fit", "--config", "x.yaml")),
-    Case("cli", "evaluate: data file missing", _cli("evaluate", "--model", "{tmp}/nomodel",
-                                                     "--data", "{tmp}/absent.jsonl")),
+    Case(
+        "cli",
+        "evaluate: data file missing",
+        _cli("evaluate", "--model", "{tmp}/nomodel", "--data", "{tmp}/absent.jsonl"),
+    ),
     Case("cli", "train: override error", _cli("train", "--config", str(TINY), "training.epochs=[1")),
-    Case("cli", "push-to-hub while offline", _cli("push-to-hub", "--model", "{model}", "--repo",
-                                                  "vitopic-test/offline", "--force")),
+    Case(
+        "cli",
+        "push-to-hub while offline",
+        _cli("push-to-hub", "--model", "{model}", "--repo", "vitopic-test/offline", "--force"),
+    ),
     Case("run dir", "output.dir is a file", _train_into(lambda out: out.write_text("x"))),
-    Case("run dir", "output.dir holds other files",
-         _train_into(lambda out: (out.mkdir(), (out / "README.md").write_text("project")))),
+    Case(
+        "run dir",
+        "output.dir holds other files",
+        _train_into(lambda out: (out.mkdir(), (out / "README.md").write_text("project"))),
+    ),
     Case("run dir", "--resume with nothing to resume", _train_into(lambda out: None, resume=True)),
-    Case("run dir", "a 1-row training file", _train_into(
-        lambda out: (out.parent / "one.jsonl").write_text(ROW + "\n"),
-        "data.train_file={tmp}/one.jsonl")),
+    Case(
+        "run dir",
+        "a 1-row training file",
+        _train_into(
+            lambda out: (out.parent / "one.jsonl").write_text(ROW + "\n"), "data.train_file={tmp}/one.jsonl"
+        ),
+    ),
     Case("loading", "pickle-only weights", _checkpoint(_to_pickle)),
-    Case("loading", "vitopic.json missing (unfinished run)",
-         _checkpoint(lambda d: (d / "vitopic.json").unlink())),
-    Case("loading", "vitopic.json labels disagree with config.json", _checkpoint(_edit_json(
-        "vitopic.json", labels=["ukraine_aid", "gaza", "sport"]))),
-    Case("loading", "classifier tensors removed", _checkpoint(_edit_weights(
-        lambda t: [t.pop(k) for k in list(t) if k.startswith("classifier.out_proj")]))),
-    Case("loading", "NaN in the classifier head", _checkpoint(_edit_weights(
-        lambda t: t["classifier.out_proj.weight"].fill_(float("nan"))))),
-    Case("loading", "model.safetensors truncated", _checkpoint(
-        lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:500]))),
-    Case("loading", "model_type changed to bert",
-         _checkpoint(_edit_json("config.json", model_type="bert"))),
+    Case(
+        "loading",
+        "vitopic.json missing (unfinished run)",
+        _checkpoint(lambda d: (d / "vitopic.json").unlink()),
+    ),
+    Case(
+        "loading",
+        "vitopic.json labels disagree with config.json",
+        _checkpoint(_edit_json("vitopic.json", labels=["ukraine_aid", "gaza", "sport"])),
+    ),
+    Case(
+        "loading",
+        "classifier tensors removed",
+        _checkpoint(
+            _edit_weights(lambda t: [t.pop(k) for k in list(t) if k.startswith("classifier.out_proj")])
+        ),
+    ),
+    Case(
+        "loading",
+        "NaN in the classifier head",
+        _checkpoint(_edit_weights(lambda t: t["classifier.out_proj.weight"].fill_(float("nan")))),
+    ),
+    Case(
+        "loading",
+        "model.safetensors truncated",
+        _checkpoint(
+            lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:500])
+        ),
+    ),
+    Case("loading", "model_type changed to bert", _checkpoint(_edit_json("config.json", model_type="bert"))),
     Case("loading", "config.json missing", _checkpoint(lambda d: (d / "config.json").unlink())),
-    Case("loading", "config.json not JSON",
-         _checkpoint(lambda d: (d / "config.json").write_text("{oops"))),
+    Case("loading", "config.json not JSON", _checkpoint(lambda d: (d / "config.json").write_text("{oops"))),
     Case("loading", "empty vocab.txt", _checkpoint(lambda d: (d / "vocab.txt").write_text(""))),
     Case("loading", "bpe.codes missing", _checkpoint(lambda d: (d / "bpe.codes").unlink())),
-    Case("loading", "tokenizer_config.json names BertTokenizer", _checkpoint(
-        _edit_json("tokenizer_config.json", tokenizer_class="BertTokenizer"))),
-    Case("loading", "threshold NaN", _checkpoint(
-        _edit_json("vitopic.json", thresholds=[0.5, float("nan"), 0.5]))),
+    Case(
+        "loading",
+        "tokenizer_config.json names BertTokenizer",
+        _checkpoint(_edit_json("tokenizer_config.json", tokenizer_class="BertTokenizer")),
+    ),
+    Case(
+        "loading",
+        "threshold NaN",
+        _checkpoint(_edit_json("vitopic.json", thresholds=[0.5, float("nan"), 0.5])),
+    ),
     Case("loading", "threshold 1.5", _checkpoint(_edit_json("vitopic.json", thresholds=[0.5, 1.5, 0.5]))),
-    Case("loading", "duplicate labels", _checkpoint(
-        _edit_json("vitopic.json", labels=["gaza", "gaza", "nato"]))),
+    Case(
+        "loading",
+        "duplicate labels",
+        _checkpoint(_edit_json("vitopic.json", labels=["gaza", "gaza", "nato"])),
+    ),
     Case("loading", "max_length 2", _checkpoint(_edit_json("vitopic.json", max_length=2))),
     Case("loading", "max_length 100,000", _checkpoint(_edit_json("vitopic.json", max_length=100_000))),
     Case("loading", "shard index naming a pickle", _checkpoint(_shard_index("weights.bin"))),
-    Case("loading", "shard index naming ../../../../etc/passwd",
-         _checkpoint(_shard_index("../../../../etc/passwd"))),
+    Case(
+        "loading",
+        "shard index naming ../../../../etc/passwd",
+        _checkpoint(_shard_index("../../../../etc/passwd")),
+    ),
     Case("loading", "vocab.txt a link out of the checkpoint", _checkpoint(_link_out("vocab.txt"))),
     Case("loading", "path that does not exist", _load("/nonexistent/dir/model")),
     Case("loading", "Hub id '../x'", _load("../x")),
@@ -374,8 +472,12 @@ def outcome(case: Case, ctx: Context) -> str:
         result = str(value) if case.area in ("data", "cli", "text") else f"accepted: {value}"
     except Exception as err:  # the point is to record whatever happens
         result = f"{type(err).__name__}: {str(err).splitlines()[0]}"
-    return result.replace(str(ctx.tmp), "<tmp>").replace(str(DATA), "<data>").replace(
-        str(ctx.model_dir), "<model>").replace(str(TINY), "<tiny.yaml>")
+    return (
+        result.replace(str(ctx.tmp), "<tmp>")
+        .replace(str(DATA), "<data>")
+        .replace(str(ctx.model_dir), "<model>")
+        .replace(str(TINY), "<tiny.yaml>")
+    )
 
 
 _RESULTS: dict[int, str] = {}
@@ -420,14 +522,24 @@ def test_case(index, tmp_path, classifier, trained_dir):
     if case.area == "cli":
         assert result.startswith("exit 2: error: "), result
     if case.area == "config" and result.startswith("ConfigError"):
-        assert ": " in result and ("config.yaml" in result or "nope.yaml" in result
-                                   or "<command line>" in result)
+        assert ": " in result and (
+            "config.yaml" in result or "nope.yaml" in result or "<command line>" in result
+        )
     if case.area == "data" and result.startswith("DataError"):
         assert re.match(r"DataError: <tmp>/rows\.jsonl(:\d+)?: ", result), result
     if os.environ.get("VITOPIC_WRITE_DOCS") is None and DOC.is_file():
-        documented = {f"{c.area}|{c.name}": line for c, line in zip(
-            CASES, [row.split(" | ", 3)[-1].rstrip(" |") for row in DOC.read_text("utf-8")
-                    .splitlines() if row.startswith("| ") and not row.startswith("| #")],
-            strict=False)}
-        assert documented.get(f"{case.area}|{case.name}") == result.replace("|", "\\|"), \
+        documented = {
+            f"{c.area}|{c.name}": line
+            for c, line in zip(
+                CASES,
+                [
+                    row.split(" | ", 3)[-1].rstrip(" |")
+                    for row in DOC.read_text("utf-8").splitlines()
+                    if row.startswith("| ") and not row.startswith("| #")
+                ],
+                strict=False,
+            )
+        }
+        assert documented.get(f"{case.area}|{case.name}") == result.replace("|", "\\|"), (
             "docs/robustness.md is out of date: regenerate it (see its first lines)"
+        )

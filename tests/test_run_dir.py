@@ -46,8 +46,9 @@ def test_another_config_needs_overwrite_which_removes_every_old_artefact(finishe
     out, _ = finished
     for name in ("model.onnx", "model.int8.onnx", "eval-old.json"):
         (out / name).write_text("stale")
-    other = quick(out, *SHORT, "training.learning_rate=5e-4", "model.hidden_size=32",
-                  "model.num_attention_heads=2")
+    other = quick(
+        out, *SHORT, "training.learning_rate=5e-4", "model.hidden_size=32", "model.num_attention_heads=2"
+    )
     with pytest.raises(RunDirError, match="--overwrite"):
         train(other)
     assert (out / "model.onnx").exists()
@@ -92,10 +93,25 @@ def test_predict_output_is_replaced_only_when_complete(trained_dir, tmp_path):
     target.write_text('{"previous": "result"}\n')
     bad = tmp_path / "in.jsonl"
     bad.write_text('{"text": "Gaza"}\n{"text": "Gaza \\ud800"}\n')  # a lone surrogate fails the write
-    run = subprocess.run([sys.executable, "-m", "vitopic.cli", "predict", "--model", str(trained_dir),
-                          "--input", str(bad), "--output", str(target), "--segmenter", "none"],
-                         cwd=ROOT,
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vitopic.cli",
+            "predict",
+            "--model",
+            str(trained_dir),
+            "--input",
+            str(bad),
+            "--output",
+            str(target),
+            "--segmenter",
+            "none",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode != 0
     assert target.read_text() == '{"previous": "result"}\n'
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

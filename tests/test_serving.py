@@ -20,8 +20,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from vitopic.serving import Limits, MicroBatcher, create_app
 
-ARTICLE = ("Hội nghị thượng đỉnh NATO khai mạc tại Washington. " * 30
-           + "Mỹ công bố gói viện trợ quân sự mới cho Ukraine.")
+ARTICLE = (
+    "Hội nghị thượng đỉnh NATO khai mạc tại Washington. " * 30
+    + "Mỹ công bố gói viện trợ quân sự mới cho Ukraine."
+)
 
 
 def sample_texts(n: int, seed: int = 0) -> list[str]:
@@ -30,8 +32,11 @@ def sample_texts(n: int, seed: int = 0) -> list[str]:
 
 
 def same(served: dict, expected) -> bool:
-    return served["labels"] == expected.labels and served["empty"] == expected.empty and all(
-        abs(served["scores"][k] - v) < 1e-5 for k, v in expected.scores.items())
+    return (
+        served["labels"] == expected.labels
+        and served["empty"] == expected.empty
+        and all(abs(served["scores"][k] - v) < 1e-5 for k, v in expected.scores.items())
+    )
 
 
 def free_port() -> int:
@@ -42,8 +47,11 @@ def free_port() -> int:
 
 def counters(text: str) -> dict[tuple, float]:
     """(sample name, sorted labels) -> value, from a Prometheus text page."""
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +59,26 @@ def server(trained_dir):
     """`vitopic serve` in its own process, ready (GET /health is 200)."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vitopic.cli", "serve", "--model", str(trained_dir), "--port",
-         str(port), "--max-texts", "50", "--max-body-bytes", "20000", "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "vitopic.cli",
+            "serve",
+            "--model",
+            str(trained_dir),
+            "--port",
+            str(port),
+            "--max-texts",
+            "50",
+            "--max-body-bytes",
+            "20000",
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -97,12 +122,18 @@ BAD = [  # (what is sent, status, part of the one-line reason)
     ({"json": {}}, 422, "exactly one of 'texts' or 'items'"),
     ({"json": {"texts": ["a"], "items": [{"text": "b"}]}}, 422, "exactly one of"),
     ({"json": {"texts": ["a"], "threshold": 0.3}}, 422, "threshold: Extra inputs"),
-    ({"content": b'{"texts": ["a\\ud800"]}', "headers": {"content-type": "application/json"}},
-     422, "texts[0]: lone surrogate"),
+    (
+        {"content": b'{"texts": ["a\\ud800"]}', "headers": {"content-type": "application/json"}},
+        422,
+        "texts[0]: lone surrogate",
+    ),
     ({"json": {"texts": ["a"] * 51}}, 413, "51 texts in one request; the limit is 50"),
     ({"json": {"texts": ["x" * 30000]}}, 413, "over the 20,000-byte limit"),
-    ({"content": iter([b'{"texts": ["', b"x" * 15000, b"x" * 15000, b'"]}'])}, 413,
-     "over the 20,000-byte limit"),  # chunked: no Content-Length to check up front
+    (
+        {"content": iter([b'{"texts": ["', b"x" * 15000, b"x" * 15000, b'"]}'])},
+        413,
+        "over the 20,000-byte limit",
+    ),  # chunked: no Content-Length to check up front
 ]
 
 
@@ -129,8 +160,10 @@ def test_concurrent_clients_lose_nothing_and_get_their_own_answers(server, class
     def client(batch: list[list[str]]) -> int:
         with httpx.Client(base_url=server, timeout=60) as http:
             for texts in batch:
-                response = http.post("/predict", json={"items": [
-                    {"id": f"{i}:{t[:20]}", "text": t} for i, t in enumerate(texts)]})
+                response = http.post(
+                    "/predict",
+                    json={"items": [{"id": f"{i}:{t[:20]}", "text": t} for i, t in enumerate(texts)]},
+                )
                 assert response.status_code == 200, response.text
                 got = response.json()["predictions"]
                 assert [g["id"] for g in got] == [f"{i}:{t[:20]}" for i, t in enumerate(texts)]
@@ -177,8 +210,7 @@ def test_a_model_failure_is_a_500_with_a_request_id_logged_once(classifier, capl
     app = create_app(classifier)
     monkeypatch.setattr(classifier, "predict", broken)
     with TestClient(app) as http:
-        response = http.post("/predict", json={"texts": ["a", "b"]},
-                             headers={"X-Request-ID": "req-42"})
+        response = http.post("/predict", json={"texts": ["a", "b"]}, headers={"X-Request-ID": "req-42"})
         assert response.status_code == 500
         assert response.json()["request_id"] == "req-42" == response.headers["x-request-id"]
         assert "weights on fire" not in response.text  # internals stay in the log
@@ -215,9 +247,22 @@ def test_health_is_503_until_the_model_is_loaded(trained_dir, monkeypatch):
 @pytest.mark.slow
 def test_serve_exits_with_one_line_when_the_model_cannot_load(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "vitopic.cli", "serve", "--model", str(tmp_path), "--port",
-         str(free_port()), "--log-level", "critical"],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "vitopic.cli",
+            "serve",
+            "--model",
+            str(tmp_path),
+            "--port",
+            str(free_port()),
+            "--log-level",
+            "critical",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: could not load the model: ")
     assert "vitopic.json" in proc.stderr.splitlines()[-1]

@@ -12,9 +12,11 @@ from vitopic.options import SEGMENTERS
 from vitopic.text import SegmenterUnavailableError, is_segmented, normalize, prepare, split_sentences
 
 SEEDS = [json.loads(line)["text"] for line in (DATA / "seed.jsonl").read_text("utf-8").splitlines()]
-BACKENDS = ["pyvi", "underthesea",
-            pytest.param("rdrsegmenter", marks=pytest.mark.skipif(not text.java_available(),
-                                                                  reason="needs Java"))]
+BACKENDS = [
+    "pyvi",
+    "underthesea",
+    pytest.param("rdrsegmenter", marks=pytest.mark.skipif(not text.java_available(), reason="needs Java")),
+]
 
 
 def word_f1(predicted: str, gold: str) -> float:
@@ -88,11 +90,16 @@ def test_unknown_segmenter():
 
 
 def test_sentence_splitting():
-    paragraph = ("Ông Zelensky tới Washington hôm 21/12. TP. HCM mưa lớn! "
-                 "\"Chúng tôi cần thêm Patriot.\" Giá tăng 1.5 lần.\nDòng mới không dấu chấm")
+    paragraph = (
+        "Ông Zelensky tới Washington hôm 21/12. TP. HCM mưa lớn! "
+        '"Chúng tôi cần thêm Patriot." Giá tăng 1.5 lần.\nDòng mới không dấu chấm'
+    )
     assert split_sentences(paragraph) == [
-        "Ông Zelensky tới Washington hôm 21/12.", "TP. HCM mưa lớn!",
-        "\"Chúng tôi cần thêm Patriot.\"", "Giá tăng 1.5 lần.", "Dòng mới không dấu chấm",
+        "Ông Zelensky tới Washington hôm 21/12.",
+        "TP. HCM mưa lớn!",
+        '"Chúng tôi cần thêm Patriot."',
+        "Giá tăng 1.5 lần.",
+        "Dòng mới không dấu chấm",
     ]
     assert split_sentences("   ") == []
 
@@ -107,9 +114,33 @@ def test_prepare_never_raises_and_is_idempotent(s):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from(["Hòa", "bình", "ở", "Kiev", "NATO", ",", ".", "Gaza", "viện",
-                                 "trợ", "quân", "sự", "(", ")", "1.5", "\"", "thủy", "lợi"]),
-                max_size=25))
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "Hòa",
+                "bình",
+                "ở",
+                "Kiev",
+                "NATO",
+                ",",
+                ".",
+                "Gaza",
+                "viện",
+                "trợ",
+                "quân",
+                "sự",
+                "(",
+                ")",
+                "1.5",
+                '"',
+                "thủy",
+                "lợi",
+            ]
+        ),
+        max_size=25,
+    )
+)
 def test_prepare_is_idempotent_on_vietnamese_like_text(words):
     s = " ".join(words)
     for backend in ("pyvi", "underthesea"):
@@ -117,14 +148,17 @@ def test_prepare_is_idempotent_on_vietnamese_like_text(words):
         assert prepare(once, backend) == once
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("Quân đội <Israel tấn công Gaza> hôm nay", "Quân đội <Israel tấn công Gaza> hôm nay"),
-    ("x&lt;y và z&gt;w", "x<y và z>w"),
-    ("giá <a và b> nhé", "giá <a và b> nhé"),
-    ('<img alt="Ảnh: Gaza" src=x.jpg/> Kiev <br> nhận </p >', "Kiev nhận"),
-    ("&lt;b&gt;Viện trợ&lt;/b&gt; <!-- ghi chú --> mới", "Viện trợ mới"),
-    ("mở <!-- không đóng", "mở <!-- không đóng"),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Quân đội <Israel tấn công Gaza> hôm nay", "Quân đội <Israel tấn công Gaza> hôm nay"),
+        ("x&lt;y và z&gt;w", "x<y và z>w"),
+        ("giá <a và b> nhé", "giá <a và b> nhé"),
+        ('<img alt="Ảnh: Gaza" src=x.jpg/> Kiev <br> nhận </p >', "Kiev nhận"),
+        ("&lt;b&gt;Viện trợ&lt;/b&gt; <!-- ghi chú --> mới", "Viện trợ mới"),
+        ("mở <!-- không đóng", "mở <!-- không đóng"),
+    ],
+)
 def test_only_real_markup_is_stripped(raw, expected):
     assert normalize(raw) == expected
     assert normalize(expected) == expected
@@ -140,8 +174,10 @@ def test_lines_break_only_at_newlines():
     assert split_sentences("Một câu.\u2029Hai câu.\fvẫn hai") == ["Một câu.", "Hai câu.\fvẫn hai"]
 
 
-@pytest.mark.parametrize("adversarial", ["A. " * 100_000, "<!-- " * 100_000, '<a x="' * 100_000,
-                                         "&amp;" * 100_000, "<p>" * 100_000])
+@pytest.mark.parametrize(
+    "adversarial",
+    ["A. " * 100_000, "<!-- " * 100_000, '<a x="' * 100_000, "&amp;" * 100_000, "<p>" * 100_000],
+)
 def test_text_steps_stay_linear_on_adversarial_input(adversarial):
     import time
 

@@ -97,9 +97,21 @@ def test_only_the_main_process_writes(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_kill_then_resume_finishes_the_planned_steps(tmp_path):
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "vitopic.cli", "train", "--config", str(TINY),
-           *tiny_overrides(out, "training.max_steps=400", "training.eval_steps=25",
-                           "training.early_stopping_patience=null", "training.save_total_limit=3")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vitopic.cli",
+        "train",
+        "--config",
+        str(TINY),
+        *tiny_overrides(
+            out,
+            "training.max_steps=400",
+            "training.eval_steps=25",
+            "training.early_stopping_patience=null",
+            "training.save_total_limit=3",
+        ),
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     try:
@@ -114,8 +126,7 @@ def test_kill_then_resume_finishes_the_planned_steps(tmp_path):
     with pytest.raises(Exception, match="not a finished vitopic checkpoint"):
         TopicClassifier.from_pretrained(out)
 
-    resumed = subprocess.run([*cmd, "--resume"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=300)
+    resumed = subprocess.run([*cmd, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stdout and "checkpoint-400" not in resumed.stdout
     state = json.loads((out / "checkpoints" / "checkpoint-400" / "trainer_state.json").read_text())
@@ -126,9 +137,21 @@ def test_kill_then_resume_finishes_the_planned_steps(tmp_path):
 @pytest.mark.slow
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
     out = tmp_path / "fresh"
-    run = subprocess.run([sys.executable, "-m", "vitopic.cli", "train", "--config", str(TINY),
-                          *tiny_overrides(out), "--resume"], cwd=ROOT, capture_output=True,
-                         text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vitopic.cli",
+            "train",
+            "--config",
+            str(TINY),
+            *tiny_overrides(out),
+            "--resume",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 2
     assert "no checkpoint to resume from" in run.stderr
 
@@ -140,9 +163,21 @@ def test_data_errors_stop_training_before_any_model_loads(tmp_path):
     for split in ("dev", "test", "seed"):
         (bad / f"{split}.jsonl").write_text((DATA / f"{split}.jsonl").read_text("utf-8"), "utf-8")
     (bad / "train.jsonl").write_text('{"text": "ok", "labels": []}\n{"text": "x", "labels": ["war"]}\n')
-    run = subprocess.run([sys.executable, "-m", "vitopic.cli", "train", "--config", str(TINY),
-                          f"data.dir={bad}", f"output.dir={tmp_path / 'o'}"], cwd=ROOT,
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vitopic.cli",
+            "train",
+            "--config",
+            str(TINY),
+            f"data.dir={bad}",
+            f"output.dir={tmp_path / 'o'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 2
     assert f"{bad / 'train.jsonl'}:2: unknown label(s) ['war']" in run.stderr
     assert not (tmp_path / "o" / "model.safetensors").exists()
@@ -177,9 +212,15 @@ def test_gradient_accumulation_matches_the_larger_batch(tmp_path):
     (its forward takes **kwargs), doubling the step and the logged loss."""
     losses = {}
     for accumulate in (1, 2):
-        result = train(quick(tmp_path / str(accumulate), f"training.batch_size={16 // accumulate}",
-                             f"training.gradient_accumulation_steps={accumulate}",
-                             "training.logging_steps=5", "training.max_steps=15"))
+        result = train(
+            quick(
+                tmp_path / str(accumulate),
+                f"training.batch_size={16 // accumulate}",
+                f"training.gradient_accumulation_steps={accumulate}",
+                "training.logging_steps=5",
+                "training.max_steps=15",
+            )
+        )
         losses[accumulate] = [row["loss"] for row in result.log_history if "loss" in row]
     assert np.allclose(losses[1], losses[2], rtol=0.02), losses
 
@@ -188,4 +229,3 @@ def test_gradient_accumulation_matches_the_larger_batch(tmp_path):
 def test_tensorboard_logs_offline(tmp_path):
     train(quick(tmp_path / "run", "training.report_to=tensorboard"))
     assert list((tmp_path / "run" / "checkpoints" / "runs").glob("*/events.out.tfevents.*"))
-

@@ -26,16 +26,20 @@ def main(names: list[str]) -> int:
         except DataError as err:
             problems.append(str(err))
     ids = Counter(ex.id for _, ex in tagged)
-    problems += [f"{f}:{ex.line}: id {ex.id!r} used {ids[ex.id]} times in the parts"
-                 for f, ex in tagged if ids[ex.id] > 1 and Path(f) in targets]
+    problems += [
+        f"{f}:{ex.line}: id {ex.id!r} used {ids[ex.id]} times in the parts"
+        for f, ex in tagged
+        if ids[ex.id] > 1 and Path(f) in targets
+    ]
     for (f1, e1), (f2, e2), sim in near_duplicate_pairs(tagged):
         if Path(f1) in targets or Path(f2) in targets:
             problems.append(f"{f1}:{e1.line} and {f2}:{e2.line}: near-duplicates (Jaccard {sim:.2f})")
     for path in sorted(targets):
         mine = [ex for f, ex in tagged if Path(f) == path]
         combos = Counter(",".join(sorted(ex.labels)) or "(none)" for ex in mine)
-        print(f"{path.name}: {len(mine)} sentences; " + ", ".join(f"{k} {v}" for k, v in
-                                                                  combos.most_common()))
+        print(
+            f"{path.name}: {len(mine)} sentences; " + ", ".join(f"{k} {v}" for k, v in combos.most_common())
+        )
     for p in problems:
         print("PROBLEM", p)
     print("OK" if not problems else f"{len(problems)} problem(s)")

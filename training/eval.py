@@ -1,6 +1,6 @@
 """Recipe: evaluate a checkpoint on a labeled JSONL file.
 
-    python training/eval.py --model runs/tiny --data ../shared/eval/real-news-dev.jsonl
+python training/eval.py --model runs/tiny --data ../shared/eval/real-news-dev.jsonl
 """
 
 import sys

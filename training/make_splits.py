@@ -20,8 +20,11 @@ FRACTIONS = {"train": 0.8, "dev": 0.1, "test": 0.1}
 
 
 def main(seed: int = 13) -> None:
-    examples = [ex for part in sorted((DATA / "parts").glob("*.jsonl"))
-                for ex in read_jsonl(part, DEFAULT_LABELS, require_nfc=True)]
+    examples = [
+        ex
+        for part in sorted((DATA / "parts").glob("*.jsonl"))
+        for ex in read_jsonl(part, DEFAULT_LABELS, require_nfc=True)
+    ]
     parent = list(range(len(examples)))
 
     def find(i: int) -> int:
@@ -47,8 +50,11 @@ def main(seed: int = 13) -> None:
         rng.shuffle(bucket)
         n = len(bucket)
         n_dev = n_test = max(1, round(n * FRACTIONS["dev"]))
-        for name, chunk in (("dev", bucket[:n_dev]), ("test", bucket[n_dev:n_dev + n_test]),
-                            ("train", bucket[n_dev + n_test:])):
+        for name, chunk in (
+            ("dev", bucket[:n_dev]),
+            ("test", bucket[n_dev : n_dev + n_test]),
+            ("train", bucket[n_dev + n_test :]),
+        ):
             splits[name].extend(ex for members in chunk for ex in members)
     for name, rows in splits.items():
         rows.sort(key=lambda ex: ex.id)

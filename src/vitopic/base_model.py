@@ -50,16 +50,22 @@ class BaseModel:
 
         Hub PhoBERT repos ship no tokenizer_config.json (so `model_max_length` would be 1e30).
         """
-        return PhobertTokenizer(vocab_file=str(self.directory / "vocab.txt"),
-                                merges_file=str(self.directory / "bpe.codes"),
-                                model_max_length=max_length)
+        return PhobertTokenizer(
+            vocab_file=str(self.directory / "vocab.txt"),
+            merges_file=str(self.directory / "bpe.codes"),
+            model_max_length=max_length,
+        )
 
     def classifier(self, **head) -> PreTrainedModel:
         """The encoder with a fresh classification head (`head`: num_labels, id2label, ...)."""
         try:
             return AutoModelForSequenceClassification.from_pretrained(
-                self.directory, use_safetensors=self.weights == "safetensors", weights_only=True,
-                trust_remote_code=False, ignore_mismatched_sizes=True, **head,
+                self.directory,
+                use_safetensors=self.weights == "safetensors",
+                weights_only=True,
+                trust_remote_code=False,
+                ignore_mismatched_sizes=True,
+                **head,
             )
         except pickle.UnpicklingError as err:
             raise BaseModelError(
@@ -67,7 +73,6 @@ class BaseModel:
                 "(a pickle that would run code when loaded); refused, nothing in it was executed. Use "
                 "a revision with model.safetensors (model.revision=...) or a trusted conversion."
             ) from err
-
 
 
 def _where(name: str, revision: str | None) -> str:
@@ -78,6 +83,7 @@ def fetch_base_model(name_or_path: str, revision: str | None = None) -> BaseMode
     """Resolve a local dir or Hub id to a `BaseModel`; a `BaseModelError` names any problem."""
     local = Path(name_or_path)
     if local.is_dir():
+
         def get(name: str, optional: bool = False) -> Path | None:
             if (local / name).is_file():
                 return local / name
@@ -85,8 +91,10 @@ def fetch_base_model(name_or_path: str, revision: str | None = None) -> BaseMode
                 return None
             raise BaseModelError(f"{local}: {name} not found{_needs(name)}")
     else:
+
         def get(name: str, optional: bool = False) -> Path | None:
             return _download(name_or_path, revision, name, optional)
+
     for name in (CONFIG_FILE, *TOKENIZER_FILES):
         directory = get(name).parent
     for fmt, (single, index) in WEIGHTS.items():
@@ -96,9 +104,11 @@ def fetch_base_model(name_or_path: str, revision: str | None = None) -> BaseMode
             for shard in sorted(set(json.loads(index_path.read_text("utf-8"))["weight_map"].values())):
                 get(shard)
             return BaseModel(str(name_or_path), revision, directory, fmt)
-    raise BaseModelError(f"{_where(name_or_path, revision)}: no model.safetensors or "
-                         "pytorch_model.bin at this revision; set model.revision to one that holds "
-                         "the weights")
+    raise BaseModelError(
+        f"{_where(name_or_path, revision)}: no model.safetensors or "
+        "pytorch_model.bin at this revision; set model.revision to one that holds "
+        "the weights"
+    )
 
 
 def _needs(name: str) -> str:
@@ -108,10 +118,15 @@ def _needs(name: str) -> str:
 # What to tell the user for each Hub error (GatedRepoError before its base class).
 _HUB_ERRORS = (
     (GatedRepoError, "gated repository; accept its terms on the Hub and log in with `hf auth login`"),
-    (RepositoryNotFoundError, "no such model repository on the Hub (or it is private: log in with "
-                              "`hf auth login`); check model.name_or_path"),
-    (RevisionNotFoundError, "revision not found; use a branch, tag, commit hash or refs/pr/N in "
-                            "model.revision"),
+    (
+        RepositoryNotFoundError,
+        "no such model repository on the Hub (or it is private: log in with "
+        "`hf auth login`); check model.name_or_path",
+    ),
+    (
+        RevisionNotFoundError,
+        "revision not found; use a branch, tag, commit hash or refs/pr/N in model.revision",
+    ),
 )
 
 
@@ -123,15 +138,21 @@ def _download(repo: str, revision: str | None, filename: str, optional: bool = F
     except EntryNotFoundError as err:
         if optional:
             return None
-        offline = (" in the local cache (HF_HUB_OFFLINE is set: download it once with Hub access, "
-                   "or unset HF_HUB_OFFLINE)" if constants.HF_HUB_OFFLINE else "")
-        raise BaseModelError(f"{where}: {filename} not found at this revision{_needs(filename)}"
-                             f"{offline}") from err
+        offline = (
+            " in the local cache (HF_HUB_OFFLINE is set: download it once with Hub access, "
+            "or unset HF_HUB_OFFLINE)"
+            if constants.HF_HUB_OFFLINE
+            else ""
+        )
+        raise BaseModelError(
+            f"{where}: {filename} not found at this revision{_needs(filename)}{offline}"
+        ) from err
     except HFValidationError as err:
-        raise BaseModelError(f"{repo}: not a local directory and not a valid Hub id "
-                             "(org/name)") from err
+        raise BaseModelError(f"{repo}: not a local directory and not a valid Hub id (org/name)") from err
     except OSError as err:  # the Hub's answers, network failures, offline mode with nothing cached
-        message = next((text for cls, text in _HUB_ERRORS if isinstance(err, cls)),
-                       f"could not fetch {filename} from the Hub ({type(err).__name__}); check the "
-                       "connection, or set HF_HUB_OFFLINE=1 to use the local cache")
+        message = next(
+            (text for cls, text in _HUB_ERRORS if isinstance(err, cls)),
+            f"could not fetch {filename} from the Hub ({type(err).__name__}); check the "
+            "connection, or set HF_HUB_OFFLINE=1 to use the local cache",
+        )
         raise BaseModelError(f"{where}: {message}") from err

@@ -25,8 +25,9 @@ KEYWORDS = {
 def keyword_metrics(examples: list[Example], labels: list[str]) -> Metrics:
     """The simple rules a model must beat: a label fires when one of its keywords appears."""
     rules = {lab: re.compile(KEYWORDS[lab], re.IGNORECASE) for lab in labels if lab in KEYWORDS}
-    decided = np.array([[bool(rules.get(lab) and rules[lab].search(ex.text)) for lab in labels]
-                        for ex in examples])
+    decided = np.array(
+        [[bool(rules.get(lab) and rules[lab].search(ex.text)) for lab in labels] for ex in examples]
+    )
     return multilabel_metrics(decided, multi_hot(examples, labels), labels)
 
 
@@ -46,8 +47,7 @@ class TfidfBaseline:
         self.pipeline = make_pipeline(
             make_union(
                 TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True),
-                TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2,
-                                sublinear_tf=True),
+                TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True),
             ),
             OneVsRestClassifier(LogisticRegression(C=10.0, max_iter=2000, random_state=seed)),
         )

@@ -25,8 +25,12 @@ def learn_phobert_tokenizer(
     words = Counter(word for text in texts for word in text.split())
     alphabet = sorted({ch for word in words for ch in word})
     trainer = trainers.BpeTrainer(
-        vocab_size=2 * len(alphabet) + merges, min_frequency=2, show_progress=False,
-        end_of_word_suffix=END, initial_alphabet=alphabet, special_tokens=[],
+        vocab_size=2 * len(alphabet) + merges,
+        min_frequency=2,
+        show_progress=False,
+        end_of_word_suffix=END,
+        initial_alphabet=alphabet,
+        special_tokens=[],
     )
     bpe = Tokenizer(models.BPE(end_of_word_suffix=END))
     bpe.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -50,7 +54,8 @@ def learn_phobert_tokenizer(
     with open(out_dir / "vocab.txt", "w", encoding="utf-8") as f:
         f.writelines(f"{piece} {count}\n" for piece, count in piece_counts.most_common())
     return PhobertTokenizer(
-        vocab_file=str(out_dir / "vocab.txt"), merges_file=str(out_dir / "bpe.codes"),
+        vocab_file=str(out_dir / "vocab.txt"),
+        merges_file=str(out_dir / "bpe.codes"),
         model_max_length=max_length,
     )
 

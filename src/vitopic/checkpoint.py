@@ -51,8 +51,16 @@ PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 # What a checkpoint consists of; everything else in a run directory (trainer checkpoints,
 # reports, plots) stays out of downloads and uploads.
 CHECKPOINT_PATTERNS = [
-    CONFIG_FILE, *SAFE_WEIGHTS, SHARDS, *TOKENIZER_FILES, TOKENIZER_CONFIG,
-    *LEGACY_TOKENIZER_FILES, METADATA_FILE, "README.md", ONNX_FILE, INT8_FILE,
+    CONFIG_FILE,
+    *SAFE_WEIGHTS,
+    SHARDS,
+    *TOKENIZER_FILES,
+    TOKENIZER_CONFIG,
+    *LEGACY_TOKENIZER_FILES,
+    METADATA_FILE,
+    "README.md",
+    ONNX_FILE,
+    INT8_FILE,
 ]
 MODEL_TYPE = "roberta"  # PhoBERT is a RoBERTa
 MODES = get_args(get_type_hints(ModelConfig)["mode"])
@@ -99,16 +107,17 @@ class Metadata:
         config = _read_json(directory / CONFIG_FILE)
         expected = class_names(meta.labels, meta.mode)
         id2label = config.get("id2label", {})
-        actual = [id2label.get(str(i)) for i in range(len(id2label))] if isinstance(id2label, dict) \
-            else id2label
+        actual = (
+            [id2label.get(str(i)) for i in range(len(id2label))] if isinstance(id2label, dict) else id2label
+        )
         if actual != expected:
-            raise CheckpointError(
-                f"{path}: labels {expected} disagree with config.json id2label {actual}"
-            )
+            raise CheckpointError(f"{path}: labels {expected} disagree with config.json id2label {actual}")
         problem_type = head_config(meta.labels, meta.mode)["problem_type"]
         if config.get("problem_type") != problem_type:
-            raise CheckpointError(f"{path}: mode {meta.mode!r} disagrees with config.json "
-                                  f"problem_type {config.get('problem_type')!r}")
+            raise CheckpointError(
+                f"{path}: mode {meta.mode!r} disagrees with config.json "
+                f"problem_type {config.get('problem_type')!r}"
+            )
         return meta
 
     def _check(self, path: Path) -> None:
@@ -119,27 +128,39 @@ class Metadata:
                 raise CheckpointError(f"{path}: {message}")
 
         labels = self.labels
-        require(isinstance(labels, list) and len(labels) > 0
-                and all(isinstance(lab, str) and lab.strip() for lab in labels),
-                f"labels must be a non-empty list of non-empty strings, got {labels!r}")
+        require(
+            isinstance(labels, list)
+            and len(labels) > 0
+            and all(isinstance(lab, str) and lab.strip() for lab in labels),
+            f"labels must be a non-empty list of non-empty strings, got {labels!r}",
+        )
         require(len(set(labels)) == len(labels), f"labels must be unique, got {labels}")
         require(self.mode in MODES, f"mode must be one of {list(MODES)}, got {self.mode!r}")
-        require(self.mode == "multi_label" or NONE_CLASS not in labels,
-                f"label {NONE_CLASS!r} is reserved for the implicit class of single_label mode")
-        require(self.segmenter in SEGMENTERS,
-                f"segmenter must be one of {list(SEGMENTERS)}, got {self.segmenter!r}")
+        require(
+            self.mode == "multi_label" or NONE_CLASS not in labels,
+            f"label {NONE_CLASS!r} is reserved for the implicit class of single_label mode",
+        )
+        require(
+            self.segmenter in SEGMENTERS,
+            f"segmenter must be one of {list(SEGMENTERS)}, got {self.segmenter!r}",
+        )
         n = self.max_length
-        require(isinstance(n, int) and not isinstance(n, bool)
-                and MIN_MAX_LENGTH <= n <= PHOBERT_MAX_LENGTH,
-                f"max_length must be an integer in {MIN_MAX_LENGTH}..{PHOBERT_MAX_LENGTH}, got {n!r} "
-                f"(PhoBERT reads at most {PHOBERT_MAX_LENGTH} tokens; below {MIN_MAX_LENGTH}, <s> and "
-                "</s> leave a piece almost no room for text)")
+        require(
+            isinstance(n, int) and not isinstance(n, bool) and MIN_MAX_LENGTH <= n <= PHOBERT_MAX_LENGTH,
+            f"max_length must be an integer in {MIN_MAX_LENGTH}..{PHOBERT_MAX_LENGTH}, got {n!r} "
+            f"(PhoBERT reads at most {PHOBERT_MAX_LENGTH} tokens; below {MIN_MAX_LENGTH}, <s> and "
+            "</s> leave a piece almost no room for text)",
+        )
         require(isinstance(self.thresholds, list), f"thresholds must be a list, got {self.thresholds!r}")
         for i, t in enumerate(self.thresholds):
-            require(isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t)
-                    and 0 <= t <= 1, f"thresholds[{i}] must be a number in [0, 1], got {t!r}")
-        require(self.mode != "multi_label" or len(self.thresholds) == len(labels),
-                f"{len(self.thresholds)} thresholds for {len(labels)} labels")
+            require(
+                isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t) and 0 <= t <= 1,
+                f"thresholds[{i}] must be a number in [0, 1], got {t!r}",
+            )
+        require(
+            self.mode != "multi_label" or len(self.thresholds) == len(labels),
+            f"{len(self.thresholds)} thresholds for {len(labels)} labels",
+        )
 
 
 def open_checkpoint(directory: str | Path) -> Metadata:
@@ -182,8 +203,9 @@ def load_model(directory: str | Path) -> PreTrainedModel:
     )
     for name, param in model.named_parameters():
         if not torch.isfinite(param).all():
-            raise CheckpointError(f"{_weight_files(Path(directory))[0]}: tensor {name} holds NaN "
-                                  "or infinite values")
+            raise CheckpointError(
+                f"{_weight_files(Path(directory))[0]}: tensor {name} holds NaN or infinite values"
+            )
     return model
 
 
@@ -202,10 +224,12 @@ def resolve(name_or_path: str | Path, revision: str | None = None) -> Path:
     try:
         return Path(snapshot_download(text, revision=revision, allow_patterns=CHECKPOINT_PATTERNS))
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as err:
-        offline = " (HF_HUB_OFFLINE is set: only the local cache was searched)" \
-            if constants.HF_HUB_OFFLINE else ""
-        raise CheckpointError(f"{text}: could not be fetched from the Hub{offline}: "
-                              f"{type(err).__name__}") from err
+        offline = (
+            " (HF_HUB_OFFLINE is set: only the local cache was searched)" if constants.HF_HUB_OFFLINE else ""
+        )
+        raise CheckpointError(
+            f"{text}: could not be fetched from the Hub{offline}: {type(err).__name__}"
+        ) from err
 
 
 def _is_hub_id(text: str) -> bool:
@@ -257,21 +281,28 @@ def _check_config(directory: Path) -> PreTrainedModel:
     path = directory / CONFIG_FILE
     data = _read_json(path)
     if data.get("model_type") != MODEL_TYPE:
-        raise CheckpointError(f"{path}: model_type {data.get('model_type')!r} is not {MODEL_TYPE!r}; "
-                              "vitopic models are PhoBERT (RoBERTa) classifiers")
+        raise CheckpointError(
+            f"{path}: model_type {data.get('model_type')!r} is not {MODEL_TYPE!r}; "
+            "vitopic models are PhoBERT (RoBERTa) classifiers"
+        )
     if "transformers_weights" in data:  # would make transformers load another weights file
-        raise CheckpointError(f"{path}: transformers_weights {data['transformers_weights']!r} "
-                              f"refused; vitopic loads {' or '.join(SAFE_WEIGHTS)} only")
+        raise CheckpointError(
+            f"{path}: transformers_weights {data['transformers_weights']!r} "
+            f"refused; vitopic loads {' or '.join(SAFE_WEIGHTS)} only"
+        )
     try:
         with torch.device("meta"):
             model = RobertaForSequenceClassification(RobertaConfig.from_dict(data))
     except Exception as err:  # config.json is data: transformers fails on bad values in many ways
         reason = str(err).partition("\n")[0]
-        raise CheckpointError(f"{path}: not a buildable RoBERTa config ({type(err).__name__}: "
-                              f"{reason})") from err
+        raise CheckpointError(
+            f"{path}: not a buildable RoBERTa config ({type(err).__name__}: {reason})"
+        ) from err
     if model.config.num_labels != len(data.get("id2label") or {}):
-        raise CheckpointError(f"{path}: num_labels {model.config.num_labels} disagrees with the "
-                              f"{len(data.get('id2label') or {})} classes of id2label")
+        raise CheckpointError(
+            f"{path}: num_labels {model.config.num_labels} disagrees with the "
+            f"{len(data.get('id2label') or {})} classes of id2label"
+        )
     return model
 
 
@@ -285,23 +316,28 @@ def _check_tokenizer_files(directory: Path, config: PretrainedConfig) -> None:
     if named is None:
         named, source = getattr(config, "tokenizer_class", None), CONFIG_FILE
     if named != PhobertTokenizer.__name__:
-        raise CheckpointError(f"{directory / source}: tokenizer_class {named!r}; vitopic checkpoints "
-                              f"use {PhobertTokenizer.__name__} ({' + '.join(TOKENIZER_FILES)})")
+        raise CheckpointError(
+            f"{directory / source}: tokenizer_class {named!r}; vitopic checkpoints "
+            f"use {PhobertTokenizer.__name__} ({' + '.join(TOKENIZER_FILES)})"
+        )
     vocab, merges = (directory / name for name in TOKENIZER_FILES)
     if not _read_tokenizer_file(merges).strip():
         raise CheckpointError(f"{merges}: empty; PhoBERT's tokenizer needs its BPE merges")
     size = _vocab_size(vocab)
     if size != config.vocab_size:
-        raise CheckpointError(f"{vocab}: {size} tokens (with <s>, <pad>, </s>, <unk> and <mask>), but "
-                              f"config.json vocab_size (the embeddings' rows) is {config.vocab_size}")
+        raise CheckpointError(
+            f"{vocab}: {size} tokens (with <s>, <pad>, </s>, <unk> and <mask>), but "
+            f"config.json vocab_size (the embeddings' rows) is {config.vocab_size}"
+        )
 
 
 def _read_tokenizer_file(path: Path) -> str:
     try:
         return path.read_text("utf-8")
     except FileNotFoundError as err:
-        raise CheckpointError(f"{path}: not found; PhoBERT's tokenizer needs "
-                              f"{' and '.join(TOKENIZER_FILES)}") from err
+        raise CheckpointError(
+            f"{path}: not found; PhoBERT's tokenizer needs {' and '.join(TOKENIZER_FILES)}"
+        ) from err
     except (OSError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path}: unreadable ({err})") from err
 
@@ -337,8 +373,10 @@ def _weight_files(directory: Path) -> tuple[Path, list[Path]]:
     shards: list[str] = []
     for name in weight_map.values():
         if not (isinstance(name, str) and Path(name).name == name and fnmatch(name, SHARDS)):
-            raise CheckpointError(f"{index}: weight_map names {name!r}; only {SHARDS} files in the "
-                                  "checkpoint directory are loaded")
+            raise CheckpointError(
+                f"{index}: weight_map names {name!r}; only {SHARDS} files in the "
+                "checkpoint directory are loaded"
+            )
         if not (directory / name).is_file():
             raise CheckpointError(f"{index}: shard {name} not found")
         shards.append(name)
@@ -363,9 +401,11 @@ def _check_weights(directory: Path, skeleton: PreTrainedModel) -> None:
         if name in tied:
             continue
         if name not in found:
-            raise CheckpointError(f"{source}: tensor {name} missing (transformers would fill it with "
-                                  "random values)")
+            raise CheckpointError(
+                f"{source}: tensor {name} missing (transformers would fill it with random values)"
+            )
         path, shape = found[name]
         if list(shape) != list(tensor.shape):
-            raise CheckpointError(f"{path}: tensor {name} has shape {list(shape)}, config.json needs "
-                                  f"{list(tensor.shape)}")
+            raise CheckpointError(
+                f"{path}: tensor {name} has shape {list(shape)}, config.json needs {list(tensor.shape)}"
+            )

@@ -37,19 +37,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise DataError("give texts as arguments or --input FILE, not both")
     fmt = output_format(args.output, args.format)  # a bad --output fails before any work
     field = args.text_field
-    records = iter([{field: t} for t in args.texts]) if args.texts \
-        else read_records(args.input, field)
+    records = iter([{field: t} for t in args.texts]) if args.texts else read_records(args.input, field)
     first = list(itertools.islice(records, PREDICT_CHUNK))  # a bad start fails before loading
     if not first:
         raise DataError(f"{args.input or '<stdin>'}: no input (it is empty)")
-    clf = TopicClassifier.from_pretrained(args.model, revision=args.revision, device=args.device,
-                                          segmenter=args.segmenter, backend=args.backend)
+    clf = TopicClassifier.from_pretrained(
+        args.model, revision=args.revision, device=args.device, segmenter=args.segmenter, backend=args.backend
+    )
     # SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so the partial output's temp file is removed.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    rows = predict_rows(clf, itertools.chain(first, records), field, PREDICT_CHUNK,
-                        progress=bool(args.input) and not args.quiet, batch_size=args.batch_size,
-                        threshold=args.threshold, split=args.split, top_k=args.top_k,
-                        pieces=args.pieces)
+    rows = predict_rows(
+        clf,
+        itertools.chain(first, records),
+        field,
+        PREDICT_CHUNK,
+        progress=bool(args.input) and not args.quiet,
+        batch_size=args.batch_size,
+        threshold=args.threshold,
+        split=args.split,
+        top_k=args.top_k,
+        pieces=args.pieces,
+    )
     if args.output:
         count = write_atomically(Path(args.output), rows, fmt, clf.labels, field)
         if not args.quiet:
@@ -70,13 +78,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         failure.append(reason)
         server.should_exit = True
 
-    limits = Limits(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                    max_texts=args.max_texts, max_body_bytes=args.max_body_bytes)
-    app = create_app(args.model, limits=limits, split=args.split, threshold=args.threshold,
-                     revision=args.revision, device=args.device, backend=args.backend,
-                     on_load_failure=stop)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
-                                           log_level=args.log_level, timeout_graceful_shutdown=10))
+    limits = Limits(
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        max_texts=args.max_texts,
+        max_body_bytes=args.max_body_bytes,
+    )
+    app = create_app(
+        args.model,
+        limits=limits,
+        split=args.split,
+        threshold=args.threshold,
+        revision=args.revision,
+        device=args.device,
+        backend=args.backend,
+        on_load_failure=stop,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=10
+        )
+    )
     server.run()
     if failure:
         raise VitopicError(f"could not load the model: {failure[0]}")
@@ -88,9 +110,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.save and not args.tune_thresholds:
         raise DataError("--save writes thresholds tuned with --tune-thresholds; give both")
-    evaluate_recipe(args.model, args.data, args.out, args.batch_size, args.split,
-                    errors=args.errors, tune=args.tune_thresholds, save=args.save,
-                    update_card=args.update_card)
+    evaluate_recipe(
+        args.model,
+        args.data,
+        args.out,
+        args.batch_size,
+        args.split,
+        errors=args.errors,
+        tune=args.tune_thresholds,
+        save=args.save,
+        update_card=args.update_card,
+    )
     return 0
 
 
@@ -112,8 +142,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
         directory = args.dir or cfg.data.dir
         labels, segmenter = args.labels or cfg.data.labels, args.segmenter or cfg.text.segmenter
     elif args.dir:
-        directory, labels, segmenter = args.dir, args.labels or list(DEFAULT_LABELS), \
-            args.segmenter or "pyvi"
+        directory, labels, segmenter = args.dir, args.labels or list(DEFAULT_LABELS), args.segmenter or "pyvi"
     else:
         raise DataError("data check needs a corpus directory or --config")
     report = check_corpus(directory, labels, segmenter)
@@ -160,8 +189,12 @@ def _probability(value: str) -> float:
 
 
 def _add_split(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--split", default="sentence", choices=SPLITS,
-                   help="score each sentence and aggregate (default), or each input whole")
+    p.add_argument(
+        "--split",
+        default="sentence",
+        choices=SPLITS,
+        help="score each sentence and aggregate (default), or each input whole",
+    )
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -182,17 +215,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="fine-tune from a YAML config")
     p.add_argument("--config", required=True)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    p.add_argument("--verbose", action="store_true",
-                   help="Trainer's own progress bars and raw log dicts, beside vitopic's lines")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace a previous run of another config in output.dir")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Trainer's own progress bars and raw log dicts, beside vitopic's lines",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace a previous run of another config in output.dir"
+    )
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="label texts with a trained model")
     _add_model_options(p)
-    p.add_argument("--input", help="a file: plain text (one per line), JSONL with a text field, "
-                   "or CSV with a header (.csv); default: stdin")
+    p.add_argument(
+        "--input",
+        help="a file: plain text (one per line), JSONL with a text field, "
+        "or CSV with a header (.csv); default: stdin",
+    )
     p.add_argument("--text-field", default="text", help="the JSONL/CSV field holding the text")
     p.add_argument("--output", help="write here (.jsonl or .csv) instead of stdout, atomically")
     p.add_argument("--format", choices=FORMATS, help="jsonl (default), csv or table")
@@ -208,14 +248,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen beyond this machine")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-batch", type=_positive_int, default=64,
-                   help="texts per model call, gathered from concurrent requests")
-    p.add_argument("--max-wait-ms", type=float, default=5.0,
-                   help="how long a batch waits for more requests (0: never)")
+    p.add_argument(
+        "--max-batch",
+        type=_positive_int,
+        default=64,
+        help="texts per model call, gathered from concurrent requests",
+    )
+    p.add_argument(
+        "--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests (0: never)"
+    )
     p.add_argument("--max-texts", type=_positive_int, default=256, help="texts per request")
     p.add_argument("--max-body-bytes", type=_positive_int, default=2 * 1024 * 1024)
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info",
-                                                            "debug"])
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("evaluate", help="metrics and plots on a labeled JSONL file")
@@ -224,20 +268,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="directory for eval-*.json and plots (default: the model dir)")
     p.add_argument("--batch-size", type=_positive_int, default=32)
     _add_split(p)
-    p.add_argument("--errors", type=int, default=0, metavar="N",
-                   help="print the first N wrong predictions")
-    p.add_argument("--tune-thresholds", action="store_true",
-                   help="also tune thresholds on this file and print the metrics at them")
-    p.add_argument("--save", action="store_true",
-                   help="with --tune-thresholds: write them into the model's vitopic.json")
-    p.add_argument("--update-card", action="store_true",
-                   help="add this result to the model card (README.md) and metrics.json")
+    p.add_argument("--errors", type=int, default=0, metavar="N", help="print the first N wrong predictions")
+    p.add_argument(
+        "--tune-thresholds",
+        action="store_true",
+        help="also tune thresholds on this file and print the metrics at them",
+    )
+    p.add_argument(
+        "--save", action="store_true", help="with --tune-thresholds: write them into the model's vitopic.json"
+    )
+    p.add_argument(
+        "--update-card",
+        action="store_true",
+        help="add this result to the model card (README.md) and metrics.json",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("baseline", help="TF-IDF + logistic regression, and keyword rules")
     p.add_argument("--config", required=True)
-    p.add_argument("--eval", action="append", default=[], metavar="FILE.jsonl",
-                   help="also evaluate on this labeled file (repeatable)")
+    p.add_argument(
+        "--eval",
+        action="append",
+        default=[],
+        metavar="FILE.jsonl",
+        help="also evaluate on this labeled file (repeatable)",
+    )
     p.add_argument("overrides", nargs="*")
     p.set_defaults(func=cmd_baseline)
 
@@ -246,8 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     c = data_sub.add_parser("check", help="validate a corpus directory and print its counts")
     c.add_argument("dir", nargs="?", help="the corpus directory (default: the config's data.dir)")
     c.add_argument("--config", help="take data.dir, data.labels and text.segmenter from it")
-    c.add_argument("--labels", type=lambda v: v.split(","),
-                   help=f"comma-separated (default: the config's, else {','.join(DEFAULT_LABELS)})")
+    c.add_argument(
+        "--labels",
+        type=lambda v: v.split(","),
+        help=f"comma-separated (default: the config's, else {','.join(DEFAULT_LABELS)})",
+    )
     c.add_argument("--segmenter", choices=SEGMENTERS, help="default: the config's, else pyvi")
     c.set_defaults(func=cmd_data_check)
 
@@ -256,8 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", required=True, help="org/name")
     p.add_argument("--private", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="list files, validate the card")
-    p.add_argument("--force", action="store_true",
-                   help="upload even if training flagged the model as not worth using")
+    p.add_argument(
+        "--force", action="store_true", help="upload even if training flagged the model as not worth using"
+    )
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("export", help="write model.onnx (ONNX Runtime) next to the checkpoint")

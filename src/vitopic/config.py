@@ -70,8 +70,16 @@ class TextConfig:
     max_length: int = PHOBERT_MAX_LENGTH
 
 
-Scheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
-                    "constant_with_warmup", "inverse_sqrt", "cosine_with_min_lr"]
+Scheduler = Literal[
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+    "cosine_with_min_lr",
+]
 
 
 @dataclass
@@ -184,10 +192,16 @@ def _validate(cfg: Config, source: str, check_files: bool) -> None:
     labels = cfg.data.labels
     require(len(labels) > 0, "data.labels", "must name at least one label")
     require(len(set(labels)) == len(labels), "data.labels", "labels must be unique")
-    require(all(lab.strip() and lab == lab.strip() for lab in labels), "data.labels",
-            "labels must be non-empty names without surrounding spaces")
-    require(cfg.model.mode == "multi_label" or NONE_CLASS not in labels, "data.labels",
-            f"{NONE_CLASS!r} is reserved for the implicit class of single_label mode")
+    require(
+        all(lab.strip() and lab == lab.strip() for lab in labels),
+        "data.labels",
+        "labels must be non-empty names without surrounding spaces",
+    )
+    require(
+        cfg.model.mode == "multi_label" or NONE_CLASS not in labels,
+        "data.labels",
+        f"{NONE_CLASS!r} is reserved for the implicit class of single_label mode",
+    )
     t = cfg.training
     require(t.learning_rate > 0, "training.learning_rate", f"must be > 0, got {t.learning_rate}")
     require(t.batch_size > 0, "training.batch_size", f"must be > 0, got {t.batch_size}")
@@ -199,23 +213,33 @@ def _validate(cfg: Config, source: str, check_files: bool) -> None:
     require(t.eval_steps is None or t.eval_steps > 0, "training.eval_steps", "must be > 0 or null")
     require(t.logging_steps > 0, "training.logging_steps", "must be > 0")
     require(t.save_total_limit > 0, "training.save_total_limit", "must be > 0")
-    require(t.gradient_accumulation_steps > 0, "training.gradient_accumulation_steps",
-            "must be > 0")
+    require(t.gradient_accumulation_steps > 0, "training.gradient_accumulation_steps", "must be > 0")
     require(t.max_grad_norm > 0, "training.max_grad_norm", "must be > 0")
     require(t.dataloader_num_workers >= 0, "training.dataloader_num_workers", "must be >= 0")
     require(not (t.bf16 and t.fp16), "training.fp16", "choose one of training.bf16 and fp16")
-    require(t.report_to != "tensorboard" or importlib.util.find_spec("tensorboard") is not None,
-            "training.report_to", "tensorboard is not installed: pip install tensorboard")
-    require(t.early_stopping_patience is None or t.early_stopping_patience > 0,
-            "training.early_stopping_patience", "must be > 0 or null")
-    require(MIN_MAX_LENGTH <= cfg.text.max_length <= PHOBERT_MAX_LENGTH, "text.max_length",
-            f"must be in {MIN_MAX_LENGTH}..{PHOBERT_MAX_LENGTH} (PhoBERT has 258 positions; "
-            "<s> and </s> take two)")
+    require(
+        t.report_to != "tensorboard" or importlib.util.find_spec("tensorboard") is not None,
+        "training.report_to",
+        "tensorboard is not installed: pip install tensorboard",
+    )
+    require(
+        t.early_stopping_patience is None or t.early_stopping_patience > 0,
+        "training.early_stopping_patience",
+        "must be > 0 or null",
+    )
+    require(
+        MIN_MAX_LENGTH <= cfg.text.max_length <= PHOBERT_MAX_LENGTH,
+        "text.max_length",
+        f"must be in {MIN_MAX_LENGTH}..{PHOBERT_MAX_LENGTH} (PhoBERT has 258 positions; "
+        "<s> and </s> take two)",
+    )
     m = cfg.model
-    require(m.hidden_size % m.num_attention_heads == 0, "model.hidden_size",
-            "must be divisible by model.num_attention_heads")
-    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                "bpe_merges"):
+    require(
+        m.hidden_size % m.num_attention_heads == 0,
+        "model.hidden_size",
+        "must be divisible by model.num_attention_heads",
+    )
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "bpe_merges"):
         require(getattr(m, key) > 0, f"model.{key}", "must be > 0")
     require(0 <= m.dropout < 1, "model.dropout", "must be in [0, 1)")
     require(bool(cfg.output.dir.strip()), "output.dir", "must not be empty")
@@ -248,8 +272,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 # YAML 1.1 reads 2e-3 (no dot) as a string; read every exponent form as a float, as YAML 1.2 does.
 _UniqueKeyLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\d[\d_]*\.?[\d_]*|\.\d[\d_]*)[eE][-+]?\d+$"),
-    list("-+0123456789."))
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*\.?[\d_]*|\.\d[\d_]*)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
 
 
 def _read_yaml(text: str, source: str, key: str) -> Any:
@@ -272,7 +298,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def load_config(
-    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
     check_files: bool = True,
 ) -> Config:
     """Load, override and validate a config; raise ConfigError naming file and key on any problem."""
@@ -285,8 +312,12 @@ def load_config(
         try:
             text = path.read_bytes().decode("utf-8-sig")
         except UnicodeDecodeError as err:
-            raise ConfigError(source, "<file>", f"not UTF-8 text (byte 0x{err.object[err.start]:02x}"
-                              f" at offset {err.start}); re-save it as UTF-8") from err
+            raise ConfigError(
+                source,
+                "<file>",
+                f"not UTF-8 text (byte 0x{err.object[err.start]:02x}"
+                f" at offset {err.start}); re-save it as UTF-8",
+            ) from err
         data = _read_yaml(text, source, "<yaml>") or {}
         if not isinstance(data, dict):
             raise ConfigError(source, "<root>", "must be a mapping of sections")
@@ -304,5 +335,6 @@ def load_config(
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True),
-                          encoding="utf-8")
+    Path(path).write_text(
+        yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8"
+    )

@@ -51,10 +51,10 @@ def read_jsonl(
     `labels=None` accepts any label (check them later with `check_labels`).
     """
     path = Path(path)
-    rows = ((n, f"{path}:{n}", line) for n, line in enumerate(read_lines(path, DataError), 1)
-            if line.strip())
-    return _examples(path, ((n, where, parse_json_line(line, where)) for n, where, line in rows),
-                     labels, require_nfc)
+    rows = ((n, f"{path}:{n}", line) for n, line in enumerate(read_lines(path, DataError), 1) if line.strip())
+    return _examples(
+        path, ((n, where, parse_json_line(line, where)) for n, where, line in rows), labels, require_nfc
+    )
 
 
 Rows = Iterable[tuple[int, str, object]]  # (line or row number, where for errors, the row)
@@ -63,8 +63,7 @@ Rows = Iterable[tuple[int, str, object]]  # (line or row number, where for error
 def _csv_rows(path: Path) -> Rows:
     columns, rows = read_csv(path)
     if not {"text", "labels"} <= set(columns):
-        raise DataError(f"{path}:1: a CSV dataset needs 'text' and 'labels' columns, got "
-                        f"{columns}")
+        raise DataError(f"{path}:1: a CSV dataset needs 'text' and 'labels' columns, got {columns}")
     for line, row in rows:
         where = f"{path}:{line}"
         row["labels"] = [lab.strip() for lab in (row["labels"] or "").split(";") if lab.strip()]
@@ -79,19 +78,23 @@ def _dataset_rows(path: Path) -> Rows:
     try:
         dataset = datasets.load_from_disk(str(path))
     except (FileNotFoundError, ValueError) as err:
-        raise DataError(f"{path}: a directory, but not a dataset saved with save_to_disk "
-                        f"({str(err).splitlines()[0]})") from err
+        raise DataError(
+            f"{path}: a directory, but not a dataset saved with save_to_disk ({str(err).splitlines()[0]})"
+        ) from err
     if isinstance(dataset, datasets.DatasetDict):
-        raise DataError(f"{path}: a DatasetDict with splits {list(dataset)}; name one split's "
-                        f"directory (e.g. {path / next(iter(dataset))})")
+        raise DataError(
+            f"{path}: a DatasetDict with splits {list(dataset)}; name one split's "
+            f"directory (e.g. {path / next(iter(dataset))})"
+        )
     for i, row in enumerate(dataset):
         if isinstance(row.get("labels"), str):
             row["labels"] = [lab.strip() for lab in row["labels"].split(";") if lab.strip()]
         yield i, f"{path}[row {i}]", row
 
 
-def _examples(path: Path, rows: Rows, labels: list[str] | tuple[str, ...] | None,
-              require_nfc: bool) -> list[Example]:
+def _examples(
+    path: Path, rows: Rows, labels: list[str] | tuple[str, ...] | None, require_nfc: bool
+) -> list[Example]:
     """Validate rows into examples; a DataError at the first bad one."""
     examples: list[Example] = []
     seen_ids: dict[str, int] = {}
@@ -118,8 +121,9 @@ def _examples(path: Path, rows: Rows, labels: list[str] | tuple[str, ...] | None
         if ex_id in seen_ids:
             raise DataError(f"{where}: duplicate id {ex_id!r} (first on line {seen_ids[ex_id]})")
         seen_ids[ex_id] = lineno
-        examples.append(Example(ex_id, unicodedata.normalize("NFC", text),
-                                tuple(dict.fromkeys(row_labels)), lineno))
+        examples.append(
+            Example(ex_id, unicodedata.normalize("NFC", text), tuple(dict.fromkeys(row_labels)), lineno)
+        )
     if not examples:
         raise DataError(f"{path}: no examples (the file is empty)")
     return examples
@@ -128,19 +132,18 @@ def _examples(path: Path, rows: Rows, labels: list[str] | tuple[str, ...] | None
 def check_surrogates(text: str, where: str, field: str = "text") -> None:
     """DataError at `where` if `text` holds a lone surrogate (no valid encoding exists)."""
     if (at := surrogate_at(text)) >= 0:
-        raise DataError(f"{where}: {field!r} holds a lone surrogate at character {at} "
-                        "(not valid Unicode)")
+        raise DataError(f"{where}: {field!r} holds a lone surrogate at character {at} (not valid Unicode)")
 
 
-def _check_row_labels(row_labels: list[str] | tuple[str, ...], labels: list[str] | tuple[str, ...],
-                      where: str) -> None:
+def _check_row_labels(
+    row_labels: list[str] | tuple[str, ...], labels: list[str] | tuple[str, ...], where: str
+) -> None:
     unknown = sorted(set(row_labels) - set(labels))
     if unknown:
         raise DataError(f"{where}: unknown label(s) {unknown}; known: {sorted(labels)}")
 
 
-def check_labels(examples: list[Example], labels: list[str] | tuple[str, ...], path: str | Path
-                 ) -> None:
+def check_labels(examples: list[Example], labels: list[str] | tuple[str, ...], path: str | Path) -> None:
     """DataError at the first example (file:line) whose labels are not all in `labels`."""
     for ex in examples:
         _check_row_labels(ex.labels, labels, f"{path}:{ex.line}")
@@ -172,8 +175,9 @@ def stream_lines(stream: BinaryIO, name: str, error: type[VitopicError]) -> Iter
             try:
                 text = raw.decode("utf-8-sig" if count == 0 else "utf-8")
             except UnicodeDecodeError as err:
-                raise error(f"{name}:{count + 1}: not UTF-8 text (byte 0x{raw[err.start]:02x}); "
-                            "re-save it as UTF-8") from err
+                raise error(
+                    f"{name}:{count + 1}: not UTF-8 text (byte 0x{raw[err.start]:02x}); re-save it as UTF-8"
+                ) from err
             pieces = split_lines(text)
             if text.endswith(("\n", "\r")):
                 pieces.pop()  # the empty piece after the break
@@ -209,8 +213,9 @@ def parse_json_line(line: str, where: str) -> object:
     except json.JSONDecodeError as err:
         raise DataError(f"{where}: invalid JSON ({err.msg})") from err
     except (ValueError, RecursionError) as err:  # int over 4,300 digits; nesting too deep
-        raise DataError(f"{where}: unreadable JSON ({str(err).split(';')[0] or 'nested too deeply'})"
-                        ) from err
+        raise DataError(
+            f"{where}: unreadable JSON ({str(err).split(';')[0] or 'nested too deeply'})"
+        ) from err
 
 
 def multi_hot(examples: list[Example], labels: list[str] | tuple[str, ...]) -> np.ndarray:

@@ -33,8 +33,7 @@ def near_duplicate_pairs(
     for i, sh in enumerate(shingles):
         for s in sh:
             index[s].append(i)
-    candidates = {pair for ids in index.values() if len(ids) < 200
-                  for pair in combinations(ids, 2)}
+    candidates = {pair for ids in index.values() if len(ids) < 200 for pair in combinations(ids, 2)}
     pairs = []
     for i, j in sorted(candidates):
         sim = len(shingles[i] & shingles[j]) / len(shingles[i] | shingles[j])
@@ -45,8 +44,9 @@ def near_duplicate_pairs(
 
 def distinct_bigram_ratio(texts: list[str]) -> float:
     """Unique word bigrams over all word bigrams: near 1 means little repetition."""
-    bigrams = [b for t in texts for b in zip(*(lambda w: (w, w[1:]))(
-        _WORD_RE.findall(t.lower())), strict=False)]
+    bigrams = [
+        b for t in texts for b in zip(*(lambda w: (w, w[1:]))(_WORD_RE.findall(t.lower())), strict=False)
+    ]
     return len(set(bigrams)) / max(len(bigrams), 1)
 
 
@@ -64,8 +64,10 @@ class CheckReport:
         width = max([11, *map(len, labels)])
         lines = [f"{'split':<8} {'n':>5}  " + "  ".join(f"{lab:>{width}}" for lab in labels)]
         for split, counter in self.counts.items():
-            lines.append(f"{split:<8} {self.sizes[split]:>5}  " +
-                         "  ".join(f"{counter[lab]:>{width}}" for lab in labels))
+            lines.append(
+                f"{split:<8} {self.sizes[split]:>5}  "
+                + "  ".join(f"{counter[lab]:>{width}}" for lab in labels)
+            )
         total = sum(self.sizes.values())
         lines += [
             f"total {total}; distinct-bigram ratio {self.distinct_bigram_ratio:.3f}; "
@@ -78,8 +80,9 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def check_corpus(directory: str | Path, labels: list[str], segmenter: str = "pyvi",
-                 max_tokens: int = PHOBERT_MAX_LENGTH) -> CheckReport:
+def check_corpus(
+    directory: str | Path, labels: list[str], segmenter: str = "pyvi", max_tokens: int = PHOBERT_MAX_LENGTH
+) -> CheckReport:
     """Validate each split file, cross-split near-duplicates and prepared token lengths."""
     directory = Path(directory)
     report = CheckReport()
@@ -106,13 +109,13 @@ def check_corpus(directory: str | Path, labels: list[str], segmenter: str = "pyv
         if s1 != s2:
             report.errors.append(
                 f"{directory / s1}.jsonl:{e1.line} and {directory / s2}.jsonl:{e2.line}: "
-                f"near-duplicates across splits (Jaccard {sim:.2f})")
+                f"near-duplicates across splits (Jaccard {sim:.2f})"
+            )
         else:
             report.within_split_near_duplicates += 1
     report.distinct_bigram_ratio = distinct_bigram_ratio([ex.text for _, ex in tagged])
     if "train" in splits:
-        prepared = {split: prepare([ex.text for ex in exs], segmenter)
-                    for split, exs in splits.items()}
+        prepared = {split: prepare([ex.text for ex in exs], segmenter) for split, exs in splits.items()}
         with tempfile.TemporaryDirectory() as scratch:
             tokenizer = learn_phobert_tokenizer(prepared["train"], scratch)
             for split, texts in prepared.items():
@@ -120,6 +123,8 @@ def check_corpus(directory: str | Path, labels: list[str], segmenter: str = "pyv
                 report.max_tokens = max(report.max_tokens, *lengths)
                 for ex, n in zip(splits[split], lengths, strict=True):
                     if n > max_tokens:
-                        report.errors.append(f"{directory / split}.jsonl:{ex.line}: {n} tokens "
-                                             f"after text preparation (limit {max_tokens})")
+                        report.errors.append(
+                            f"{directory / split}.jsonl:{ex.line}: {n} tokens "
+                            f"after text preparation (limit {max_tokens})"
+                        )
     return report

@@ -16,32 +16,57 @@ from vitopic.predict import TopicClassifier
 
 
 def evaluate_examples(
-    clf: TopicClassifier, examples: list[Example], batch_size: int = 32, progress: bool = False,
+    clf: TopicClassifier,
+    examples: list[Example],
+    batch_size: int = 32,
+    progress: bool = False,
     split: Split = "sentence",
 ) -> tuple[Metrics, np.ndarray, np.ndarray, list[dict]]:
     """Metrics (with the classifier's own thresholds), scores, targets and per-example rows."""
-    predictions = clf.predict([ex.text for ex in examples], batch_size=batch_size,
-                              progress=progress, split=split)
+    predictions = clf.predict(
+        [ex.text for ex in examples], batch_size=batch_size, progress=progress, split=split
+    )
     labels = clf.labels
     scores = np.array([[p.scores[lab] for lab in labels] for p in predictions])
     decided = np.array([[lab in p.labels for lab in labels] for p in predictions])
     targets = multi_hot(examples, labels)
-    rows = [{"id": ex.id, "text": ex.text, "labels": list(ex.labels), "predicted": p.labels,
-             "scores": {k: round(v, 4) for k, v in p.scores.items()}}
-            for ex, p in zip(examples, predictions, strict=True)]
+    rows = [
+        {
+            "id": ex.id,
+            "text": ex.text,
+            "labels": list(ex.labels),
+            "predicted": p.labels,
+            "scores": {k: round(v, 4) for k, v in p.scores.items()},
+        }
+        for ex, p in zip(examples, predictions, strict=True)
+    ]
     return multilabel_metrics(decided, targets, labels), scores, targets, rows
 
 
-def write_evaluation(out_dir: str | Path, name: str, clf: TopicClassifier, result: Metrics,
-                     scores: np.ndarray, targets: np.ndarray, rows: list[dict]) -> Path:
+def write_evaluation(
+    out_dir: str | Path,
+    name: str,
+    clf: TopicClassifier,
+    result: Metrics,
+    scores: np.ndarray,
+    targets: np.ndarray,
+    rows: list[dict],
+) -> Path:
     """`eval-NAME.json` (metrics + per-example predictions) and `plots/pr-NAME.png`."""
     out_dir = Path(out_dir)
     (out_dir / "plots").mkdir(parents=True, exist_ok=True)
-    plot_pr_curves(scores, targets, clf.labels, clf.thresholds, out_dir / "plots" / f"pr-{name}.png",
-                   f"precision-recall on {name}")
+    plot_pr_curves(
+        scores,
+        targets,
+        clf.labels,
+        clf.thresholds,
+        out_dir / "plots" / f"pr-{name}.png",
+        f"precision-recall on {name}",
+    )
     path = out_dir / f"eval-{name}.json"
-    path.write_text(json.dumps({"metrics": result.to_dict(), "predictions": rows}, indent=1,
-                               ensure_ascii=False), "utf-8")
+    path.write_text(
+        json.dumps({"metrics": result.to_dict(), "predictions": rows}, indent=1, ensure_ascii=False), "utf-8"
+    )
     return path
 
 
@@ -53,11 +78,14 @@ def quality_warnings(dev: Metrics, dev_rows: list[dict], tfidf_dev: Metrics | No
     dev, or it gives one label set to nearly every dev sentence."""
     warnings = []
     if tfidf_dev is not None and dev.macro_f1 < tfidf_dev.macro_f1:
-        warnings.append(f"dev macro-F1 {dev.macro_f1:.3f} is below the TF-IDF + LR baseline's "
-                        f"{tfidf_dev.macro_f1:.3f}")
+        warnings.append(
+            f"dev macro-F1 {dev.macro_f1:.3f} is below the TF-IDF + LR baseline's {tfidf_dev.macro_f1:.3f}"
+        )
     if dev_rows:
         labels, count = Counter(tuple(r["predicted"]) for r in dev_rows).most_common(1)[0]
         if count >= DEGENERATE_SHARE * len(dev_rows):
-            warnings.append(f"{count / len(dev_rows):.0%} of dev sentences get the same labels "
-                            f"({', '.join(labels) or 'none'})")
+            warnings.append(
+                f"{count / len(dev_rows):.0%} of dev sentences get the same labels "
+                f"({', '.join(labels) or 'none'})"
+            )
     return warnings

@@ -48,11 +48,15 @@ def export_onnx(model_dir: str | Path, int8: bool = False) -> list[Path]:
         with quiet("torch.onnx"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                _Logits(model), (example, torch.ones_like(example)), str(plain),
-                input_names=["input_ids", "attention_mask"], output_names=["logits"],
-                dynamic_shapes={"input_ids": {0: batch, 1: seq},
-                                "attention_mask": {0: batch, 1: seq}},
-                dynamo=True, external_data=False, verbose=False,
+                _Logits(model),
+                (example, torch.ones_like(example)),
+                str(plain),
+                input_names=["input_ids", "attention_mask"],
+                output_names=["logits"],
+                dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
+                dynamo=True,
+                external_data=False,
+                verbose=False,
             )
         fused, _ = optimize_for_ort(onnx_ir.load(plain))
         onnx_ir.save(fused, directory / ONNX_FILE)

@@ -23,12 +23,21 @@ from vitopic.modelcard import CARD_PLACEHOLDER, validate_card
 def checkpoint_files(directory: str | Path) -> list[Path]:
     """The files of a run directory that make up the checkpoint (no trainer state, no reports)."""
     directory = Path(directory)
-    return sorted(p for p in directory.iterdir() if p.is_file()
-                  and any(fnmatch.fnmatch(p.name, pat) for pat in CHECKPOINT_PATTERNS))
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.is_file() and any(fnmatch.fnmatch(p.name, pat) for pat in CHECKPOINT_PATTERNS)
+    )
 
 
-def push_to_hub(model_dir: str | Path, repo_id: str, private: bool = False,
-                dry_run: bool = False, api: HfApi | None = None, force: bool = False) -> list[str]:
+def push_to_hub(
+    model_dir: str | Path,
+    repo_id: str,
+    private: bool = False,
+    dry_run: bool = False,
+    api: HfApi | None = None,
+    force: bool = False,
+) -> list[str]:
     """Validate, then upload the checkpoint files; the card's usage examples name `repo_id`.
 
     With `dry_run`, print and return what would be uploaded without contacting the Hub. A model
@@ -39,8 +48,10 @@ def push_to_hub(model_dir: str | Path, repo_id: str, private: bool = False,
     metrics = directory / METRICS_FILE
     flagged = json.loads(metrics.read_text("utf-8")).get(QUALITY_WARNINGS) if metrics.is_file() else None
     if flagged and not force:
-        raise CheckpointError(f"{directory}: training flagged this model as not worth using "
-                              f"({'; '.join(flagged)}); pass --force to upload it anyway")
+        raise CheckpointError(
+            f"{directory}: training flagged this model as not worth using "
+            f"({'; '.join(flagged)}); pass --force to upload it anyway"
+        )
     card_path = directory / "README.md"
     if not card_path.is_file():
         raise CheckpointError(f"{directory}: no README.md model card")
@@ -51,8 +62,10 @@ def push_to_hub(model_dir: str | Path, repo_id: str, private: bool = False,
     files = checkpoint_files(directory)
     names = [p.name for p in files]
     total = sum(p.stat().st_size for p in files)
-    print(f"{'would upload' if dry_run else 'uploading'} {len(files)} files "
-          f"({total / 1e6:.1f} MB) to {repo_id}{' (private)' if private else ''}:")
+    print(
+        f"{'would upload' if dry_run else 'uploading'} {len(files)} files "
+        f"({total / 1e6:.1f} MB) to {repo_id}{' (private)' if private else ''}:"
+    )
     for p in files:
         print(f"  {p.name}  {p.stat().st_size:,} bytes")
     print("model card metadata: valid")
@@ -64,6 +77,10 @@ def push_to_hub(model_dir: str | Path, repo_id: str, private: bool = False,
         for p in files:
             shutil.copy2(p, Path(staging) / p.name)
         (Path(staging) / "README.md").write_text(card, "utf-8")
-        api.upload_folder(folder_path=staging, repo_id=repo_id, repo_type="model",
-                          commit_message="Upload vitopic checkpoint")
+        api.upload_folder(
+            folder_path=staging,
+            repo_id=repo_id,
+            repo_type="model",
+            commit_message="Upload vitopic checkpoint",
+        )
     return names

@@ -45,8 +45,12 @@ class Metrics:
     @classmethod
     def from_dict(cls, result: dict) -> Metrics:
         """From the metric's result, or the same dict read back from JSON."""
-        return cls(result["micro_f1"], result["macro_f1"], result["exact_match"],
-                   {name: LabelScores(**scores) for name, scores in result["per_label"].items()})
+        return cls(
+            result["micro_f1"],
+            result["macro_f1"],
+            result["exact_match"],
+            {name: LabelScores(**scores) for name, scores in result["per_label"].items()},
+        )
 
     def to_dict(self) -> dict:
         """The metric's own dict: what metrics.json and eval-*.json hold."""
@@ -54,21 +58,27 @@ class Metrics:
 
     def format(self, name: str) -> str:
         """A plain-text summary, macro-F1 named as such."""
-        lines = [f"{name}: macro-F1 {self.macro_f1:.4f}  micro-F1 {self.micro_f1:.4f}  "
-                 f"exact-match {self.exact_match:.4f}"]
+        lines = [
+            f"{name}: macro-F1 {self.macro_f1:.4f}  micro-F1 {self.micro_f1:.4f}  "
+            f"exact-match {self.exact_match:.4f}"
+        ]
         for label, m in self.per_label.items():
-            lines.append(f"  {label:<12} P {m.precision:.3f}  R {m.recall:.3f}  F1 {m.f1:.3f}  "
-                         f"(tp {m.tp} fp {m.fp} fn {m.fn} tn {m.tn}, support {m.support})")
+            lines.append(
+                f"  {label:<12} P {m.precision:.3f}  R {m.recall:.3f}  F1 {m.f1:.3f}  "
+                f"(tp {m.tp} fp {m.fp} fn {m.fn} tn {m.tn}, support {m.support})"
+            )
         return "\n".join(lines)
 
 
 def multilabel_metrics(predicted: np.ndarray, references: np.ndarray, labels: list[str]) -> Metrics:
     """Micro/macro F1, per-label P/R/F1 and confusion counts, exact match, for multi-hot arrays."""
-    return Metrics.from_dict(_metric().compute(
-        predictions=np.asarray(predicted, dtype=np.int8).tolist(),
-        references=np.asarray(references, dtype=np.int8).tolist(),
-        label_names=list(labels),
-    ))
+    return Metrics.from_dict(
+        _metric().compute(
+            predictions=np.asarray(predicted, dtype=np.int8).tolist(),
+            references=np.asarray(references, dtype=np.int8).tolist(),
+            label_names=list(labels),
+        )
+    )
 
 
 def _f1_at(scores: np.ndarray, truth: np.ndarray, thresholds: np.ndarray) -> np.ndarray:

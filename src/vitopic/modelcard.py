@@ -22,17 +22,17 @@ BASE_LICENSES = {
 }
 LABEL_DEFINITIONS = {
     "ukraine_aid": "the war in Ukraine and support for Ukraine: aid, weapons, sanctions and diplomacy "
-                   "tied to the war, the fighting itself",
+    "tied to the war, the fighting itself",
     "gaza": "the Israel–Hamas war and Gaza: fighting, casualties, humanitarian aid, hostages, ceasefire "
-            "talks, ICJ/ICC cases, reconstruction",
+    "talks, ICJ/ICC cases, reconstruction",
     "nato": "NATO or its Secretary General as actor or subject: summits, enlargement, spending targets, "
-            "Article 5, exercises, Ukraine's membership",
+    "Article 5, exercises, Ukraine's membership",
 }
 LICENSE_NOTES = {
     "mit": "MIT: the license of PhoBERT-base and PhoBERT-large, and of vitopic itself (which "
-           "applies to a model trained from scratch).",
+    "applies to a model trained from scratch).",
     "agpl-3.0": "PhoBERT-base-v2 is released under AGPL-3.0, so models fine-tuned from it are too: "
-                "serving it over a network obliges you to offer the source.",
+    "serving it over a network obliges you to offer the source.",
 }
 
 
@@ -45,18 +45,27 @@ def model_license(base_model: str | None, override: str | None = None) -> str:
     return BASE_LICENSES.get(base_model.rstrip("/"), "other")
 
 
-def card_metadata(meta: Metadata, results: dict[str, Metrics], model_name: str,
-                  license_override: str | None = None) -> dict:
+def card_metadata(
+    meta: Metadata, results: dict[str, Metrics], model_name: str, license_override: str | None = None
+) -> dict:
     """Hub metadata (the YAML header), with one `model-index` entry per evaluated split."""
     metrics_by_split = [
         {
             "task": {"type": "text-classification", "name": "Multi-label topic classification"},
             "dataset": {"name": f"vitopic {split}", "type": "vitopic", "split": split},
             "metrics": [
-                {"type": "f1", "name": "macro F1", "value": round(r.macro_f1, 4),
-                 "args": {"average": "macro"}},
-                {"type": "f1", "name": "micro F1", "value": round(r.micro_f1, 4),
-                 "args": {"average": "micro"}},
+                {
+                    "type": "f1",
+                    "name": "macro F1",
+                    "value": round(r.macro_f1, 4),
+                    "args": {"average": "macro"},
+                },
+                {
+                    "type": "f1",
+                    "name": "micro F1",
+                    "value": round(r.micro_f1, 4),
+                    "args": {"average": "micro"},
+                },
                 {"type": "exact_match", "name": "exact match", "value": round(r.exact_match, 4)},
             ],
         }
@@ -79,14 +88,20 @@ def card_metadata(meta: Metadata, results: dict[str, Metrics], model_name: str,
 def _metrics_table(results: dict[str, Metrics], labels: list[str]) -> str:
     if not results:
         return "No evaluation results were recorded."
-    head = "| split | macro F1 | micro F1 | exact match | " + " | ".join(
-        f"{lab} P / R / F1" for lab in labels) + " |"
+    head = (
+        "| split | macro F1 | micro F1 | exact match | "
+        + " | ".join(f"{lab} P / R / F1" for lab in labels)
+        + " |"
+    )
     rows = [head, "|" + "---|" * (4 + len(labels))]
     for split, r in results.items():
-        cells = [f"{s.precision:.3f} / {s.recall:.3f} / {s.f1:.3f}"
-                 for s in (r.per_label[lab] for lab in labels)]
-        rows.append(f"| {split} | {r.macro_f1:.3f} | {r.micro_f1:.3f} | "
-                    f"{r.exact_match:.3f} | " + " | ".join(cells) + " |")
+        cells = [
+            f"{s.precision:.3f} / {s.recall:.3f} / {s.f1:.3f}" for s in (r.per_label[lab] for lab in labels)
+        ]
+        rows.append(
+            f"| {split} | {r.macro_f1:.3f} | {r.micro_f1:.3f} | "
+            f"{r.exact_match:.3f} | " + " | ".join(cells) + " |"
+        )
     return "\n".join(rows)
 
 
@@ -96,16 +111,26 @@ def _training_section(training: dict | None) -> str:
     sizes = ", ".join(f"{split} {n:,}" for split, n in training["data_sizes"].items())
     hyper = ", ".join(f"`{key}` {value}" for key, value in training["hyperparameters"].items())
     versions = ", ".join(f"{name} {v}" for name, v in training["versions"].items())
-    best = f"; the checkpoint kept is from step {training['best_step']}" \
-        if training.get("best_step") is not None else ""
-    return (f"Sentences: {sizes or 'not recorded'}. {training['steps']:,} optimiser steps{best} "
-            f"(best dev macro-F1 at tuned thresholds).\n\nHyper-parameters: {hyper}.\n\n"
-            f"Software: {versions}.")
+    best = (
+        f"; the checkpoint kept is from step {training['best_step']}"
+        if training.get("best_step") is not None
+        else ""
+    )
+    return (
+        f"Sentences: {sizes or 'not recorded'}. {training['steps']:,} optimiser steps{best} "
+        f"(best dev macro-F1 at tuned thresholds).\n\nHyper-parameters: {hyper}.\n\n"
+        f"Software: {versions}."
+    )
 
 
-def render_card(meta: Metadata, results: dict[str, Metrics], model_name: str,
-                license_override: str | None = None, extra_metrics: str = "",
-                training: dict | None = None) -> str:
+def render_card(
+    meta: Metadata,
+    results: dict[str, Metrics],
+    model_name: str,
+    license_override: str | None = None,
+    extra_metrics: str = "",
+    training: dict | None = None,
+) -> str:
     """The README.md written beside the weights; `push-to-hub` puts the repo id in place of
     `CARD_PLACEHOLDER`."""
     license_id = model_license(meta.base_model, license_override)
@@ -113,14 +138,19 @@ def render_card(meta: Metadata, results: dict[str, Metrics], model_name: str,
     return Template(TEMPLATE.read_text("utf-8")).substitute(
         metadata=yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).strip(),
         model_name=model_name,
-        base_model=f"`{meta.base_model}`" if meta.base_model
+        base_model=f"`{meta.base_model}`"
+        if meta.base_model
         else "a PhoBERT-shaped RoBERTa trained from scratch",
-        label_table="\n".join(["| label | means |", "|---|---|"] + [
-            f"| `{lab}` | {LABEL_DEFINITIONS.get(lab, 'see the training data card')} |"
-            for lab in meta.labels]),
+        label_table="\n".join(
+            ["| label | means |", "|---|---|"]
+            + [
+                f"| `{lab}` | {LABEL_DEFINITIONS.get(lab, 'see the training data card')} |"
+                for lab in meta.labels
+            ]
+        ),
         label_list=", ".join(f"`{lab}`" for lab in meta.labels),
-        thresholds=", ".join(f"`{lab}` {t:.2f}" for lab, t in
-                             zip(meta.labels, meta.thresholds, strict=False)) or "argmax",
+        thresholds=", ".join(f"`{lab}` {t:.2f}" for lab, t in zip(meta.labels, meta.thresholds, strict=False))
+        or "argmax",
         segmenter=meta.segmenter,
         max_length=meta.max_length,
         metrics_table=_metrics_table(results, meta.labels),

@@ -33,13 +33,15 @@ def head_config(labels: list[str], mode: str) -> dict:
         "num_labels": len(names),
         "id2label": dict(enumerate(names)),
         "label2id": {name: i for i, name in enumerate(names)},
-        "problem_type": "multi_label_classification" if mode == "multi_label"
+        "problem_type": "multi_label_classification"
+        if mode == "multi_label"
         else "single_label_classification",
     }
 
 
-def build_model(cfg: Config, tokenizer: PreTrainedTokenizerBase,
-                base: BaseModel | None = None) -> PreTrainedModel:
+def build_model(
+    cfg: Config, tokenizer: PreTrainedTokenizerBase, base: BaseModel | None = None
+) -> PreTrainedModel:
     """A classification model for `cfg`: fine-tune `base` (a fetched pretrained model) or build
     a PhoBERT-shaped one from scratch."""
     head = head_config(cfg.data.labels, cfg.model.mode)

@@ -13,8 +13,12 @@ from sklearn.metrics import average_precision_score, precision_recall_curve
 
 
 def plot_pr_curves(
-    scores: np.ndarray, references: np.ndarray, labels: list[str], thresholds: np.ndarray,
-    path: str | Path, title: str,
+    scores: np.ndarray,
+    references: np.ndarray,
+    labels: list[str],
+    thresholds: np.ndarray,
+    path: str | Path,
+    title: str,
 ) -> Path:
     """One precision-recall curve per label, with the chosen threshold marked."""
     fig, axes = plt.subplots(1, len(labels), figsize=(4 * len(labels), 4), squeeze=False)

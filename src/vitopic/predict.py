@@ -62,8 +62,7 @@ class Prediction:
 class TopicClassifier:
     """A trained vitopic checkpoint, ready to label raw or word-segmented Vietnamese."""
 
-    def __init__(self, runner: Runner, tokenizer, metadata: Metadata,
-                 segmenter: str | None = None):
+    def __init__(self, runner: Runner, tokenizer, metadata: Metadata, segmenter: str | None = None):
         self.metadata = metadata
         self.labels = list(metadata.labels)
         self.tokenizer = tokenizer
@@ -72,15 +71,20 @@ class TopicClassifier:
         if segmenter is not None and segmenter != metadata.segmenter:
             warnings.warn(
                 f"segmenter {segmenter!r} overrides {metadata.segmenter!r}, the one this model "
-                "was trained with; predictions may degrade", UserWarning, stacklevel=3,
+                "was trained with; predictions may degrade",
+                UserWarning,
+                stacklevel=3,
             )
             self.segmenter = segmenter
         self._runner = runner
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | Path, revision: str | None = None,
-        device: str | torch.device | None = None, segmenter: str | None = None,
+        cls,
+        name_or_path: str | Path,
+        revision: str | None = None,
+        device: str | torch.device | None = None,
+        segmenter: str | None = None,
         backend: Backend = "torch",
     ) -> TopicClassifier:
         """Load a local checkpoint dir or a Hub id (`org/name`). Safetensors only; no remote code.
@@ -97,8 +101,7 @@ class TopicClassifier:
             directory, model_max_length=metadata.max_length, trust_remote_code=False
         )
         if backend.startswith("onnx"):
-            runner: Runner = OnnxRunner(directory / (INT8_FILE if backend == "onnx-int8"
-                                                     else ONNX_FILE))
+            runner: Runner = OnnxRunner(directory / (INT8_FILE if backend == "onnx-int8" else ONNX_FILE))
         else:
             runner = TorchRunner(load_model(directory), device, backend)
         return cls(runner, tokenizer, metadata, segmenter=segmenter)
@@ -108,12 +111,23 @@ class TopicClassifier:
         return np.asarray(self.metadata.thresholds, dtype=np.float64)
 
     @overload
-    def predict(self, texts: str, batch_size: int = ..., threshold: float | None = ...,
-                progress: bool = ..., split: Split = ...) -> Prediction: ...
+    def predict(
+        self,
+        texts: str,
+        batch_size: int = ...,
+        threshold: float | None = ...,
+        progress: bool = ...,
+        split: Split = ...,
+    ) -> Prediction: ...
     @overload
-    def predict(self, texts: Sequence[str], batch_size: int = ...,
-                threshold: float | None = ..., progress: bool = ...,
-                split: Split = ...) -> list[Prediction]: ...
+    def predict(
+        self,
+        texts: Sequence[str],
+        batch_size: int = ...,
+        threshold: float | None = ...,
+        progress: bool = ...,
+        split: Split = ...,
+    ) -> list[Prediction]: ...
 
     def predict(self, texts, batch_size=32, threshold=None, progress=False, split="sentence"):
         """Label one text (returns a Prediction) or a list of texts (returns a list, same order).
@@ -133,30 +147,37 @@ class TopicClassifier:
         probs = label_scores(scores, mode) if len(pieces) else decisions
         results = []
         index = np.arange(len(items))  # pieces are in input order: each input owns a contiguous run
-        for start, end in zip(np.searchsorted(owners, index),
-                              np.searchsorted(owners, index, side="right"), strict=True):
+        for start, end in zip(
+            np.searchsorted(owners, index), np.searchsorted(owners, index, side="right"), strict=True
+        ):
             rows = np.arange(start, end)
             if not len(rows):
                 results.append(Prediction([], dict.fromkeys(self.labels, 0.0), empty=True))
                 continue
             doc = probs[rows].max(0)
             chosen = decisions[rows].any(0)
-            detail = [Piece(texts_of[r], self._as_dict(probs[r])) for r in rows] if len(rows) > 1 \
-                else []
-            results.append(Prediction([lab for lab, on in zip(self.labels, chosen, strict=True)
-                                       if on], self._as_dict(doc), detail))
+            detail = [Piece(texts_of[r], self._as_dict(probs[r])) for r in rows] if len(rows) > 1 else []
+            results.append(
+                Prediction(
+                    [lab for lab, on in zip(self.labels, chosen, strict=True) if on],
+                    self._as_dict(doc),
+                    detail,
+                )
+            )
         return results[0] if single else results
 
     __call__ = predict  # like `pipeline(...)(texts)` and SetFit's `model(texts)`
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 32,
-                      split: Split = "sentence") -> np.ndarray:
+    def predict_proba(
+        self, texts: Sequence[str], batch_size: int = 32, split: Split = "sentence"
+    ) -> np.ndarray:
         """(len(texts), len(labels)) array of each label's probability (`Prediction.scores`)."""
         predictions = self.predict(texts, batch_size=batch_size, split=split)
         if isinstance(predictions, Prediction):  # one text in, one row out
             predictions = [predictions]
-        return np.array([[p.scores[lab] for lab in self.labels] for p in predictions],
-                        dtype=np.float64).reshape(len(predictions), len(self.labels))
+        return np.array(
+            [[p.scores[lab] for lab in self.labels] for p in predictions], dtype=np.float64
+        ).reshape(len(predictions), len(self.labels))
 
     def _as_dict(self, row: np.ndarray) -> dict[str, float]:
         return {label: float(p) for label, p in zip(self.labels, row, strict=True)}
@@ -167,16 +188,20 @@ class TopicClassifier:
             return []
         return self.tokenizer(prepared, add_special_tokens=False, verbose=False)["input_ids"]
 
-    def _pieces(self, items: list[str], split: Split = "sentence"
-                ) -> tuple[np.ndarray, list[list[int]], list[str]]:
+    def _pieces(
+        self, items: list[str], split: Split = "sentence"
+    ) -> tuple[np.ndarray, list[list[int]], list[str]]:
         """Token-id pieces that fit the model, and the input each belongs to.
 
         Each input is split into sentences first (the unit the model learned from, and what
         keeps long inputs linear); a piece still over the limit becomes overlapping windows.
         """
         room = self.max_length - 2
-        units = [(i, unit) for i, text in enumerate(items)
-                 for unit in (split_sentences(text) if split == "sentence" else [text])]
+        units = [
+            (i, unit)
+            for i, text in enumerate(items)
+            for unit in (split_sentences(text) if split == "sentence" else [text])
+        ]
         owners: list[int] = []
         pieces: list[list[int]] = []
         texts: list[str] = []
@@ -192,18 +217,21 @@ class TopicClassifier:
         n_classes = len(self.labels) + (self.metadata.mode == "single_label")
         out = np.zeros((len(pieces), n_classes))
         order = np.argsort([len(p) for p in pieces], kind="stable")
-        bos, eos, pad = (self.tokenizer.bos_token_id, self.tokenizer.eos_token_id,
-                         self.tokenizer.pad_token_id)
+        bos, eos, pad = (
+            self.tokenizer.bos_token_id,
+            self.tokenizer.eos_token_id,
+            self.tokenizer.pad_token_id,
+        )
         starts = range(0, len(order), batch_size)
         for start in tqdm(starts, desc="predict", disable=not progress, unit="batch"):
-            batch = order[start:start + batch_size]
+            batch = order[start : start + batch_size]
             width = max(len(pieces[k]) for k in batch) + 2
             ids = np.full((len(batch), width), pad, dtype=np.int64)
             mask = np.zeros_like(ids)
             for row, k in enumerate(batch):
                 seq = [bos, *pieces[k], eos]
-                ids[row, :len(seq)] = seq
-                mask[row, :len(seq)] = 1
+                ids[row, : len(seq)] = seq
+                mask[row, : len(seq)] = 1
             out[batch] = scores_from_logits(self._runner(ids, mask), self.metadata.mode)
         return out
 
@@ -229,8 +257,10 @@ class TorchRunner:
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            logits = self.model(input_ids=torch.from_numpy(ids).to(self.device),
-                                attention_mask=torch.from_numpy(mask).to(self.device)).logits
+            logits = self.model(
+                input_ids=torch.from_numpy(ids).to(self.device),
+                attention_mask=torch.from_numpy(mask).to(self.device),
+            ).logits
         return logits.float().cpu().numpy()
 
 
@@ -239,13 +269,13 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     try:
         resolved = torch.device(device or "cpu")
     except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device {device!r} is not a torch device (e.g. 'cpu', 'cuda', "
-                         "'cuda:1', 'mps')") from err
+        raise ValueError(
+            f"device {device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1', 'mps')"
+        ) from err
     if resolved.type == "cuda":
         count = torch.cuda.device_count()
         if not count or (resolved.index is not None and resolved.index >= count):
-            raise ValueError(f"device {device!r} is not available: this machine has {count} "
-                             "CUDA device(s)")
+            raise ValueError(f"device {device!r} is not available: this machine has {count} CUDA device(s)")
     elif resolved.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {device!r} is not available here")
     elif resolved.type != "cpu":
@@ -258,8 +288,10 @@ class OnnxRunner:
 
     def __init__(self, path: Path):
         if not path.is_file():
-            raise CheckpointError(f"{path}: not found; run `vitopic export --model "
-                                  f"{path.parent}{' --int8' if path.name == INT8_FILE else ''}`")
+            raise CheckpointError(
+                f"{path}: not found; run `vitopic export --model "
+                f"{path.parent}{' --int8' if path.name == INT8_FILE else ''}`"
+            )
         import onnxruntime
 
         self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -285,10 +317,14 @@ def _check_options(batch_size: object, threshold: object, split: object, mode: s
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if threshold is not None:
         if mode != "multi_label":
-            raise ValueError("threshold applies to multi_label models; a single_label model "
-                             "picks its most probable class")
-        if not isinstance(threshold, int | float) or isinstance(threshold, bool) \
-                or not 0.0 <= threshold <= 1.0:
+            raise ValueError(
+                "threshold applies to multi_label models; a single_label model picks its most probable class"
+            )
+        if (
+            not isinstance(threshold, int | float)
+            or isinstance(threshold, bool)
+            or not 0.0 <= threshold <= 1.0
+        ):
             raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
@@ -300,4 +336,4 @@ def _windows(ids: list[int], size: int) -> list[list[int]]:
         return [ids]
     stride = max(size // 2, 1)
     starts = [*list(range(0, len(ids) - size, stride)), len(ids) - size]
-    return [ids[s:s + size] for s in starts]
+    return [ids[s : s + size] for s in starts]

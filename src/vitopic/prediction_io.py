@@ -66,8 +66,9 @@ def _line_records(lines: Iterator[str], name: str, text_field: str) -> Iterator[
 def _csv_records(path: Path, text_field: str) -> Iterator[dict]:
     columns, rows = read_csv(path)
     if text_field not in columns:
-        raise DataError(f"{path}:1: no {text_field!r} column in the header {columns}; "
-                        "choose one with --text-field")
+        raise DataError(
+            f"{path}:1: no {text_field!r} column in the header {columns}; choose one with --text-field"
+        )
     return ({k: ("" if v is None else v) for k, v in row.items()} for _, row in rows)
 
 
@@ -82,30 +83,45 @@ def output_format(path: str | None, requested: str | None) -> str:
         return requested or "jsonl"
     suffix = Path(path).suffix.lower()
     if suffix not in _SUFFIX_FORMATS:
-        raise DataError(f"{path}: cannot tell the format from {suffix or 'no suffix'!r}; name "
-                        f"the file .jsonl or .csv, or give --format ({'|'.join(FORMATS)})")
+        raise DataError(
+            f"{path}: cannot tell the format from {suffix or 'no suffix'!r}; name "
+            f"the file .jsonl or .csv, or give --format ({'|'.join(FORMATS)})"
+        )
     return _SUFFIX_FORMATS[suffix]
 
 
-def prediction_row(record: dict, prediction: Prediction, top_k: int | None = None,
-                   pieces: bool = False) -> dict:
+def prediction_row(
+    record: dict, prediction: Prediction, top_k: int | None = None, pieces: bool = False
+) -> dict:
     """The record with the prediction added; input fields named like predicted ones are kept
     under `input_<name>` (so a labeled file keeps its gold labels)."""
     row = {f"input_{k}" if k in PREDICTED else k: v for k, v in record.items()}
-    scores = sorted(prediction.scores.items(), key=lambda kv: -kv[1])[:top_k] if top_k \
+    scores = (
+        sorted(prediction.scores.items(), key=lambda kv: -kv[1])[:top_k]
+        if top_k
         else prediction.scores.items()
+    )
     row["labels"] = prediction.labels
     row["scores"] = {k: round(v, 4) for k, v in scores}
     row["empty"] = prediction.empty
     if pieces:
-        row["pieces"] = [{"text": p.text, "scores": {k: round(v, 4) for k, v in p.scores.items()}}
-                         for p in prediction.pieces]
+        row["pieces"] = [
+            {"text": p.text, "scores": {k: round(v, 4) for k, v in p.scores.items()}}
+            for p in prediction.pieces
+        ]
     return row
 
 
-def predict_rows(classifier: TopicClassifier, records: Iterable[dict], text_field: str,
-                 chunk: int, progress: bool = False, top_k: int | None = None,
-                 pieces: bool = False, **options: Any) -> Iterator[dict]:
+def predict_rows(
+    classifier: TopicClassifier,
+    records: Iterable[dict],
+    text_field: str,
+    chunk: int,
+    progress: bool = False,
+    top_k: int | None = None,
+    pieces: bool = False,
+    **options: Any,
+) -> Iterator[dict]:
     """Output rows for `records`, predicted `chunk` records at a time (memory stays constant in
     the number of records); `options` go to `predict`. `progress`: a bar on stderr, in records."""
     bar = tqdm(desc="predict", unit="line", disable=not progress)
@@ -118,8 +134,9 @@ def predict_rows(classifier: TopicClassifier, records: Iterable[dict], text_fiel
                 yield prediction_row(record, prediction, top_k, pieces)
 
 
-def write_rows(rows: Iterable[dict], fmt: str, labels: list[str], out: TextIO,
-               text_field: str = "text") -> int:
+def write_rows(
+    rows: Iterable[dict], fmt: str, labels: list[str], out: TextIO, text_field: str = "text"
+) -> int:
     """Write rows as they come, as JSONL, CSV (formula-like cells neutralised; the columns are
     the first row's) or an aligned table; the count."""
     count = 0
@@ -134,11 +151,19 @@ def write_rows(rows: Iterable[dict], fmt: str, labels: list[str], out: TextIO,
                 writer = csv.writer(out)
                 writer.writerow([*fields, "labels", *labels, "empty"])
             if extra := [k for k in row if k not in PREDICTED and k not in fields]:
-                raise DataError(f"input record {count} has field(s) {extra} that the first "
-                                f"record lacks; CSV output needs the same fields in every "
-                                "record (write JSONL instead)")
-            writer.writerow([*(_csv_safe(row.get(k, "")) for k in fields), ";".join(row["labels"]),
-                             *(row["scores"].get(lab, "") for lab in labels), row["empty"]])
+                raise DataError(
+                    f"input record {count} has field(s) {extra} that the first "
+                    f"record lacks; CSV output needs the same fields in every "
+                    "record (write JSONL instead)"
+                )
+            writer.writerow(
+                [
+                    *(_csv_safe(row.get(k, "")) for k in fields),
+                    ";".join(row["labels"]),
+                    *(row["scores"].get(lab, "") for lab in labels),
+                    row["empty"],
+                ]
+            )
         else:
             if count == 1:
                 out.write(_table_head(labels))
@@ -158,18 +183,17 @@ def _table_head(labels: list[str]) -> str:
     return f"{'#':>5}  {' '.join(head)}  {'labels':<24}  text\n"
 
 
-def _table_row(number: int, row: dict, labels: list[str], text_field: str, width: int = 60
-               ) -> str:
-    cells = [f"{row['scores'][lab]:>11.3f}" if lab in row["scores"] else f"{'':>11}"
-             for lab in labels]
+def _table_row(number: int, row: dict, labels: list[str], text_field: str, width: int = 60) -> str:
+    cells = [f"{row['scores'][lab]:>11.3f}" if lab in row["scores"] else f"{'':>11}" for lab in labels]
     text = " ".join(str(row.get(text_field, "")).split())
-    text = text if len(text) <= width else text[:width - 1] + "…"
+    text = text if len(text) <= width else text[: width - 1] + "…"
     chosen = "(empty)" if row["empty"] else ",".join(row["labels"]) or "-"
     return f"{number:>5}  {' '.join(cells)}  {chosen:<24}  {text}\n"
 
 
-def write_atomically(path: Path, rows: Iterable[dict], fmt: str, labels: list[str],
-                     text_field: str = "text") -> int:
+def write_atomically(
+    path: Path, rows: Iterable[dict], fmt: str, labels: list[str], text_field: str = "text"
+) -> int:
     """Write to a hidden temporary file beside `path`, renamed into place only when complete."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:

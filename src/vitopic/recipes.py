@@ -17,15 +17,19 @@ from vitopic.report import update_model_card, write_run_outputs
 from vitopic.training import Splits, process_state, train
 
 
-def run_baseline(cfg: Config, extra: list[str] | tuple[str, ...] = (),
-                 splits: Splits | None = None) -> dict[str, Metrics]:
+def run_baseline(
+    cfg: Config, extra: list[str] | tuple[str, ...] = (), splits: Splits | None = None
+) -> dict[str, Metrics]:
     """Fit TF-IDF + LR on train (thresholds on dev); its metrics, and the keyword rules', on dev,
     test and any `extra` labeled files."""
     splits = splits or Splits.load(cfg)
     labels = cfg.data.labels
     model = TfidfBaseline(labels, cfg.training.seed).fit(splits.train, splits.dev)
-    named = {"dev": splits.dev, "test": splits.test,
-             **{Path(path).stem: read_examples(path, labels) for path in extra}}
+    named = {
+        "dev": splits.dev,
+        "test": splits.test,
+        **{Path(path).stem: read_examples(path, labels) for path in extra},
+    }
     results = {}
     for name, examples in named.items():
         if examples:
@@ -34,8 +38,7 @@ def run_baseline(cfg: Config, extra: list[str] | tuple[str, ...] = (),
     return results
 
 
-def train_recipe(cfg: Config, resume: bool = False, overwrite: bool = False,
-                 verbose: bool = False) -> Path:
+def train_recipe(cfg: Config, resume: bool = False, overwrite: bool = False, verbose: bool = False) -> Path:
     """Train, save, reload the saved checkpoint to label the seed sentences, write the report.
 
     A model that loses to TF-IDF + LR on dev, or gives nearly all of dev one label set, is saved
@@ -50,10 +53,12 @@ def train_recipe(cfg: Config, resume: bool = False, overwrite: bool = False,
             seed_rows = evaluate_examples(clf, splits.seed)[3]
         baseline = run_baseline(cfg, splits=splits)
         warnings = quality_warnings(result.dev, result.dev_rows, baseline.get("dev"))
-        sizes = {name: len(getattr(splits, name)) for name in ("train", "dev", "test", "seed")
-                 if getattr(splits, name)}
-        write_run_outputs(cfg, result, seed_rows, baseline=baseline, warnings=warnings,
-                          data_sizes=sizes)
+        sizes = {
+            name: len(getattr(splits, name))
+            for name in ("train", "dev", "test", "seed")
+            if getattr(splits, name)
+        }
+        write_run_outputs(cfg, result, seed_rows, baseline=baseline, warnings=warnings, data_sizes=sizes)
         for name, metrics in (("dev", result.dev), ("test", result.test)):
             if metrics:
                 print(metrics.format(name))
@@ -63,9 +68,17 @@ def train_recipe(cfg: Config, resume: bool = False, overwrite: bool = False,
     return result.output_dir
 
 
-def evaluate_recipe(model: str, data: str, out_dir: str | None, batch_size: int = 32,
-                    split: Split = "sentence", errors: int = 0, tune: bool = False,
-                    save: bool = False, update_card: bool = False) -> Metrics:
+def evaluate_recipe(
+    model: str,
+    data: str,
+    out_dir: str | None,
+    batch_size: int = 32,
+    split: Split = "sentence",
+    errors: int = 0,
+    tune: bool = False,
+    save: bool = False,
+    update_card: bool = False,
+) -> Metrics:
     """Evaluate a checkpoint on a labeled file (JSONL, CSV or a saved dataset); print metrics,
     write JSON and plots.
 
@@ -74,32 +87,38 @@ def evaluate_recipe(model: str, data: str, out_dir: str | None, batch_size: int 
     result to the local checkpoint's model card.
     """
     if (save or update_card) and not Path(model).is_dir():
-        raise CheckpointError(f"{model}: --save and --update-card change a local checkpoint "
-                              "directory; download it first")
+        raise CheckpointError(
+            f"{model}: --save and --update-card change a local checkpoint directory; download it first"
+        )
     examples = read_examples(data, None)  # a bad file fails before the model loads
     clf = TopicClassifier.from_pretrained(model)
     check_labels(examples, clf.labels, data)
     if tune and clf.metadata.mode != "multi_label":
         raise CheckpointError(f"{model}: --tune-thresholds applies to multi_label models")
     name = Path(data).stem
-    result, scores, targets, rows = evaluate_examples(clf, examples, batch_size, progress=True,
-                                                      split=split)
+    result, scores, targets, rows = evaluate_examples(clf, examples, batch_size, progress=True, split=split)
     print(result.format(Path(data).name))
     target = Path(out_dir) if out_dir else default_eval_dir(model)
     path = write_evaluation(target, name, clf, result, scores, targets, rows)
     print(f"wrote {path} and {target / 'plots' / f'pr-{name}.png'}")
     wrong = [r for r in rows if set(r["predicted"]) != set(r["labels"])]
     for r in wrong[:errors]:
-        print(f"  [{r['id']}] gold {','.join(r['labels']) or '-'}  predicted "
-              f"{','.join(r['predicted']) or '-'}  {r['scores']}  {r['text']}")
+        print(
+            f"  [{r['id']}] gold {','.join(r['labels']) or '-'}  predicted "
+            f"{','.join(r['predicted']) or '-'}  {r['scores']}  {r['text']}"
+        )
     if errors and len(wrong) > errors:
         print(f"  ... {len(wrong) - errors} more wrong predictions in {path}")
     if tune:
         cuts = tune_thresholds(scores, targets)
         retuned = multilabel_metrics(decide(scores, "multi_label", cuts), targets, clf.labels)
-        print("thresholds tuned on this file: " + ", ".join(
-            f"{lab} {old:.2f} -> {new:.2f}" for lab, old, new in
-            zip(clf.labels, clf.thresholds, cuts, strict=True)))
+        print(
+            "thresholds tuned on this file: "
+            + ", ".join(
+                f"{lab} {old:.2f} -> {new:.2f}"
+                for lab, old, new in zip(clf.labels, clf.thresholds, cuts, strict=True)
+            )
+        )
         print(retuned.format(f"{Path(data).name} at these thresholds (optimistic: tuned on it)"))
         if save:
             clf.metadata.thresholds = [float(t) for t in cuts]

@@ -21,9 +21,14 @@ EVALUATIONS = "evaluations"  # metrics.json key: `vitopic evaluate --update-card
 TRAINING = "training"  # metrics.json key: hyper-parameters, data sizes, versions (for the card)
 
 
-def write_run_outputs(cfg: Config, result: TrainResult, seed_rows: list[dict] | None,
-                      baseline: dict[str, Metrics] | None = None, warnings: Sequence[str] = (),
-                      data_sizes: dict[str, int] | None = None) -> dict[str, Path]:
+def write_run_outputs(
+    cfg: Config,
+    result: TrainResult,
+    seed_rows: list[dict] | None,
+    baseline: dict[str, Metrics] | None = None,
+    warnings: Sequence[str] = (),
+    data_sizes: dict[str, int] | None = None,
+) -> dict[str, Path]:
     """Write the run's report files into `output.dir`; return their paths."""
     out = result.output_dir
     meta = Metadata.load(out)
@@ -31,34 +36,51 @@ def write_run_outputs(cfg: Config, result: TrainResult, seed_rows: list[dict] | 
     plots.mkdir(exist_ok=True)
     results = {"dev": result.dev, **({"test": result.test} if result.test else {})}
     paths = {
-        "pr_curves": plot_pr_curves(result.dev_scores, result.dev_targets, meta.labels,
-                                    np.asarray(result.thresholds), plots / "pr-dev.png",
-                                    "precision-recall on dev"),
+        "pr_curves": plot_pr_curves(
+            result.dev_scores,
+            result.dev_targets,
+            meta.labels,
+            np.asarray(result.thresholds),
+            plots / "pr-dev.png",
+            "precision-recall on dev",
+        ),
         "losses": plot_losses(result.log_history, plots / "loss.png", result.best_step),
     }
     training = training_facts(cfg, result, data_sizes)
-    metrics = {"thresholds": dict(zip(meta.labels, meta.thresholds, strict=False)), **_as_json(results),
-               "seed_predictions": seed_rows or [],
-               "baseline": None if baseline is None else _as_json(baseline),
-               QUALITY_WARNINGS: list(warnings), TRAINING: training}
+    metrics = {
+        "thresholds": dict(zip(meta.labels, meta.thresholds, strict=False)),
+        **_as_json(results),
+        "seed_predictions": seed_rows or [],
+        "baseline": None if baseline is None else _as_json(baseline),
+        QUALITY_WARNINGS: list(warnings),
+        TRAINING: training,
+    }
     paths["metrics"] = out / METRICS_FILE
     paths["metrics"].write_text(json.dumps(metrics, indent=1, ensure_ascii=False), "utf-8")
 
     alarm = _alarm(warnings)
-    lines = [f"# Training report: {Path(cfg.output.dir).name}", "", *([alarm, ""] if alarm else []),
-             f"Base model: `{cfg.model.name_or_path or 'from scratch (PhoBERT-shaped)'}`, "
-             f"mode `{cfg.model.mode}`, segmenter `{cfg.text.segmenter}`.", "",
-             "Thresholds (tuned on dev): " + ", ".join(
-                 f"{lab} {t:.2f}" for lab, t in zip(meta.labels, meta.thresholds, strict=False)),
-             "", "```"]
+    lines = [
+        f"# Training report: {Path(cfg.output.dir).name}",
+        "",
+        *([alarm, ""] if alarm else []),
+        f"Base model: `{cfg.model.name_or_path or 'from scratch (PhoBERT-shaped)'}`, "
+        f"mode `{cfg.model.mode}`, segmenter `{cfg.text.segmenter}`.",
+        "",
+        "Thresholds (tuned on dev): "
+        + ", ".join(f"{lab} {t:.2f}" for lab, t in zip(meta.labels, meta.thresholds, strict=False)),
+        "",
+        "```",
+    ]
     lines += [r.format(split) for split, r in results.items()]
     if baseline:
         lines += [r.format(f"baseline {baseline_label(key)}") for key, r in baseline.items()]
     lines += ["```", "", "![precision-recall](plots/pr-dev.png)", "", "![losses](plots/loss.png)"]
     if seed_rows:
         lines += ["", "## Seed sentences", "", "| text | gold | predicted |", "|---|---|---|"]
-        lines += [f"| {_cell(r['text'])} | {', '.join(r['labels'])} | {', '.join(r['predicted'])} |"
-                  for r in seed_rows]
+        lines += [
+            f"| {_cell(r['text'])} | {', '.join(r['labels'])} | {', '.join(r['predicted'])} |"
+            for r in seed_rows
+        ]
     paths["report"] = out / "report.md"
     paths["report"].write_text("\n".join(lines) + "\n", "utf-8")
     paths["card"] = _write_card(out, meta, results, baseline, warnings, training)
@@ -68,17 +90,40 @@ def write_run_outputs(cfg: Config, result: TrainResult, seed_rows: list[dict] | 
 def training_facts(cfg: Config, result: TrainResult, data_sizes: dict[str, int] | None) -> dict:
     """What the card states about a run: hyper-parameters, data sizes, steps, versions."""
     t, m = cfg.training, cfg.model
-    hyper = {key: getattr(t, key) for key in ("learning_rate", "batch_size", "epochs",
-                                              "max_steps", "warmup_ratio", "weight_decay",
-                                              "early_stopping_patience", "pos_weight", "bf16",
-                                              "seed")}
+    hyper = {
+        key: getattr(t, key)
+        for key in (
+            "learning_rate",
+            "batch_size",
+            "epochs",
+            "max_steps",
+            "warmup_ratio",
+            "weight_decay",
+            "early_stopping_patience",
+            "pos_weight",
+            "bf16",
+            "seed",
+        )
+    }
     if not m.name_or_path:
-        hyper.update({f"model.{key}": getattr(m, key) for key in (
-            "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")})
-    versions = {name: importlib.metadata.version(name)
-                for name in ("vitopic", "transformers", "torch", "datasets", "tokenizers")}
-    return {"hyperparameters": hyper, "data_sizes": data_sizes or {}, "steps": result.steps,
-            "best_step": result.best_step, "versions": versions, "license": m.license}
+        hyper.update(
+            {
+                f"model.{key}": getattr(m, key)
+                for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+            }
+        )
+    versions = {
+        name: importlib.metadata.version(name)
+        for name in ("vitopic", "transformers", "torch", "datasets", "tokenizers")
+    }
+    return {
+        "hyperparameters": hyper,
+        "data_sizes": data_sizes or {},
+        "steps": result.steps,
+        "best_step": result.best_step,
+        "versions": versions,
+        "license": m.license,
+    }
 
 
 def _cell(text: str) -> str:
@@ -90,16 +135,33 @@ def _alarm(warnings: Sequence[str]) -> str:
     return f"**Warning: this model is not worth using: {'; '.join(warnings)}.**" if warnings else ""
 
 
-def _write_card(out: Path, meta: Metadata, results: dict[str, Metrics],
-                baseline: dict[str, Metrics] | None, warnings: Sequence[str],
-                training: dict | None) -> Path:
+def _write_card(
+    out: Path,
+    meta: Metadata,
+    results: dict[str, Metrics],
+    baseline: dict[str, Metrics] | None,
+    warnings: Sequence[str],
+    training: dict | None,
+) -> Path:
     extra = _alarm(warnings) + "\n\n" if warnings else ""
     if baseline:
-        extra += "Baselines on the same splits (macro-F1): " + "; ".join(
-            f"{baseline_label(key)} {r.macro_f1:.3f}" for key, r in baseline.items()) + "."
+        extra += (
+            "Baselines on the same splits (macro-F1): "
+            + "; ".join(f"{baseline_label(key)} {r.macro_f1:.3f}" for key, r in baseline.items())
+            + "."
+        )
     path = out / "README.md"
-    path.write_text(render_card(meta, results, out.name, extra_metrics=extra, training=training,
-                                license_override=(training or {}).get("license")), "utf-8")
+    path.write_text(
+        render_card(
+            meta,
+            results,
+            out.name,
+            extra_metrics=extra,
+            training=training,
+            license_override=(training or {}).get("license"),
+        ),
+        "utf-8",
+    )
     return path
 
 
@@ -111,9 +173,14 @@ def update_model_card(out: Path, name: str, result: Metrics) -> Path:
     metrics.setdefault(EVALUATIONS, {})[name] = result.to_dict()
     metrics_path.write_text(json.dumps(metrics, indent=1, ensure_ascii=False), "utf-8")
     results = {split: metrics[split] for split in ("dev", "test") if metrics.get(split)}
-    return _write_card(out, Metadata.load(out), _from_json({**results, **metrics[EVALUATIONS]}),
-                       _from_json(metrics.get("baseline") or {}), metrics.get(QUALITY_WARNINGS, ()),
-                       metrics.get(TRAINING))
+    return _write_card(
+        out,
+        Metadata.load(out),
+        _from_json({**results, **metrics[EVALUATIONS]}),
+        _from_json(metrics.get("baseline") or {}),
+        metrics.get(QUALITY_WARNINGS, ()),
+        metrics.get(TRAINING),
+    )
 
 
 def _as_json(results: dict[str, Metrics]) -> dict[str, dict]:

@@ -36,8 +36,18 @@ TRAINER_DIR = "checkpoints"
 # The model's own sections: a resumed or repeated run must match them (training.* may change).
 SAME_RUN_SECTIONS = ("model", "data", "text")
 # What a run leaves beside its checkpoint; all of it is replaced when a new model lands.
-RUN_ARTEFACTS = (SHARDS, *SAFE_WEIGHTS, ONNX_FILE, INT8_FILE, METRICS_FILE, "report.md",
-                 "README.md", "plots", "eval-*.json", "training_args.bin")
+RUN_ARTEFACTS = (
+    SHARDS,
+    *SAFE_WEIGHTS,
+    ONNX_FILE,
+    INT8_FILE,
+    METRICS_FILE,
+    "report.md",
+    "README.md",
+    "plots",
+    "eval-*.json",
+    "training_args.bin",
+)
 
 
 class RunDirError(VitopicError, ValueError):
@@ -71,17 +81,22 @@ def check_output_dir(out: Path, config: dict, resume: bool, overwrite: bool) -> 
             raise RunDirError(f"--resume: no checkpoint to resume from: {out} holds no previous vitopic run")
         if not same:
             changed = [k for k in SAME_RUN_SECTIONS if previous.get(k) != config.get(k)]
-            raise RunDirError(f"--resume: the config's {', '.join(changed)} section(s) differ from "
-                              f"the run in {out}; resume with its {out / CONFIG_FILE}")
+            raise RunDirError(
+                f"--resume: the config's {', '.join(changed)} section(s) differ from "
+                f"the run in {out}; resume with its {out / CONFIG_FILE}"
+            )
         return
     if not entries or same:
         return
     if previous is None:
-        raise RunDirError(f"output.dir {out} is not empty and holds no vitopic run; choose an empty "
-                          "or new directory")
+        raise RunDirError(
+            f"output.dir {out} is not empty and holds no vitopic run; choose an empty or new directory"
+        )
     if not overwrite:
-        raise RunDirError(f"output.dir {out} holds a vitopic run of another config; pass "
-                          "--overwrite to replace it, or choose another output.dir")
+        raise RunDirError(
+            f"output.dir {out} holds a vitopic run of another config; pass "
+            "--overwrite to replace it, or choose another output.dir"
+        )
 
 
 @contextmanager
@@ -99,8 +114,10 @@ def locked(out: Path) -> Iterator[None]:
             except (OSError, ValueError):
                 pid = 0
             if pid and _alive(pid):
-                raise RunDirError(f"output.dir {out} is in use by another run (process {pid}); "
-                                  f"wait for it, or remove {lock} if that process is gone") from None
+                raise RunDirError(
+                    f"output.dir {out} is in use by another run (process {pid}); "
+                    f"wait for it, or remove {lock} if that process is gone"
+                ) from None
             lock.unlink(missing_ok=True)
     else:
         raise RunDirError(f"cannot lock output.dir {out}")

@@ -108,7 +108,8 @@ class MicroBatcher:
     on_batch: Callable[[int], None] = lambda size: None
     _queue: asyncio.Queue[_Job] = field(default_factory=asyncio.Queue)
     _executor: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="vitopic-predict"))
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="vitopic-predict")
+    )
 
     async def submit(self, texts: list[str]) -> list[Prediction]:
         future = asyncio.get_running_loop().create_future()
@@ -126,8 +127,11 @@ class MicroBatcher:
             deadline = loop.time() + self.limits.max_wait_ms / 1000
             while size < self.limits.max_batch:
                 try:
-                    job = self._queue.get_nowait() if self._queue.qsize() else await asyncio.wait_for(
-                        self._queue.get(), max(deadline - loop.time(), 0))
+                    job = (
+                        self._queue.get_nowait()
+                        if self._queue.qsize()
+                        else await asyncio.wait_for(self._queue.get(), max(deadline - loop.time(), 0))
+                    )
                 except TimeoutError:
                     break
                 if size + len(job.texts) > self.limits.max_batch:
@@ -142,10 +146,10 @@ class MicroBatcher:
         self.on_batch(size)
         try:
             predictions = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self.predict, texts)
+                self._executor, self.predict, texts
+            )
         except Exception as err:  # one log line per failed batch, with the traceback
-            logger.exception("model call failed on a batch of %d texts from %d requests",
-                             size, len(jobs))
+            logger.exception("model call failed on a batch of %d texts from %d requests", size, len(jobs))
             outcome: Any = ModelError(f"{type(err).__name__}: {err}")
             for job in jobs:
                 if not job.future.done():
@@ -154,7 +158,7 @@ class MicroBatcher:
         start = 0
         for job in jobs:
             if not job.future.done():  # a client that went away has cancelled its future
-                job.future.set_result(predictions[start:start + len(job.texts)])
+                job.future.set_result(predictions[start : start + len(job.texts)])
             start += len(job.texts)
 
     def close(self) -> None:
@@ -166,18 +170,27 @@ class _Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("vitopic_requests", "HTTP requests by route and status code",
-                                ["route", "status"], registry=self.registry)
+        self.requests = Counter(
+            "vitopic_requests",
+            "HTTP requests by route and status code",
+            ["route", "status"],
+            registry=self.registry,
+        )
         self.inputs = Counter("vitopic_inputs", "texts labelled", registry=self.registry)
         self.latency = Histogram(
-            "vitopic_request_latency_seconds", "time from request to response, by route",
-            ["route"], registry=self.registry,
-            buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+            "vitopic_request_latency_seconds",
+            "time from request to response, by route",
+            ["route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
         self.batch_size = Histogram(
-            "vitopic_batch_size", "texts per model call", registry=self.registry,
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
-        self.ready = Gauge("vitopic_model_ready", "1 once the model is loaded",
-                           registry=self.registry)
+            "vitopic_batch_size",
+            "texts per model call",
+            registry=self.registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+        )
+        self.ready = Gauge("vitopic_model_ready", "1 once the model is loaded", registry=self.registry)
 
 
 class _Guard:
@@ -192,8 +205,7 @@ class _Guard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        request_id = headers.get(REQUEST_ID.lower().encode(), b"").decode("latin-1")[:64] \
-            or uuid.uuid4().hex
+        request_id = headers.get(REQUEST_ID.lower().encode(), b"").decode("latin-1")[:64] or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         route = scope["path"] if scope["path"] in _ROUTES else "other"
         started, status = time.perf_counter(), 500
@@ -213,8 +225,10 @@ class _Guard:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []),
-                                      (REQUEST_ID.encode(), request_id.encode("latin-1"))]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (REQUEST_ID.encode(), request_id.encode("latin-1")),
+                ]
             await send(message)
 
         try:
@@ -228,8 +242,11 @@ class _Guard:
 
 
 def _error(status: int, message: str, request_id: str) -> JSONResponse:
-    return JSONResponse({"error": message, "request_id": request_id}, status_code=status,
-                        headers={"Retry-After": "1"} if status == 503 else None)
+    return JSONResponse(
+        {"error": message, "request_id": request_id},
+        status_code=status,
+        headers={"Retry-After": "1"} if status == 503 else None,
+    )
 
 
 def _request_id(request: Request) -> str:
@@ -239,8 +256,9 @@ def _request_id(request: Request) -> str:
 def _one_line(err: RequestValidationError) -> tuple[int, str]:
     """The first problem, as `where: what` (400 when the body is not JSON at all)."""
     first = err.errors()[0]
-    if first.get("type") == "json_invalid" or (isinstance(first.get("input"), bytes | str) \
-            and tuple(first.get("loc", ())) == ("body",)):
+    if first.get("type") == "json_invalid" or (
+        isinstance(first.get("input"), bytes | str) and tuple(first.get("loc", ())) == ("body",)
+    ):
         return 400, "the request body is not valid JSON (send it as application/json)"
     if tuple(first.get("loc", ())) == ("body",) and first.get("type") != "value_error":
         return 422, "the request body must be a JSON object with 'texts' or 'items'"
@@ -295,8 +313,7 @@ def create_app(
 
     def predict(texts: list[str]) -> list[Prediction]:
         assert state.classifier is not None
-        return state.classifier.predict(texts, batch_size=limits.max_batch, split=split,
-                                        threshold=threshold)
+        return state.classifier.predict(texts, batch_size=limits.max_batch, split=split, threshold=threshold)
 
     batcher = MicroBatcher(predict, limits, on_batch=metrics.batch_size.observe)
 
@@ -317,8 +334,12 @@ def create_app(
         elif on_load_failure is not None:
             on_load_failure(state.error or "unknown error")
 
-    app = FastAPI(title="vitopic", version=__version__, lifespan=lifespan,
-                  summary="Topic labels for Vietnamese news sentences")
+    app = FastAPI(
+        title="vitopic",
+        version=__version__,
+        lifespan=lifespan,
+        summary="Topic labels for Vietnamese news sentences",
+    )
     app.add_middleware(_Guard, metrics=metrics, max_body_bytes=limits.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
@@ -334,12 +355,16 @@ def create_app(
     async def predict_route(body: PredictRequest, request: Request) -> JSONResponse:
         request_id = _request_id(request)
         if state.classifier is None:
-            return _error(503, "the model is loading" if state.error is None
-                          else f"the model failed to load: {state.error}", request_id)
+            return _error(
+                503,
+                "the model is loading" if state.error is None else f"the model failed to load: {state.error}",
+                request_id,
+            )
         texts = body.all_texts()
         if len(texts) > limits.max_texts:
-            return _error(413, f"{len(texts)} texts in one request; the limit is "
-                          f"{limits.max_texts}", request_id)
+            return _error(
+                413, f"{len(texts)} texts in one request; the limit is {limits.max_texts}", request_id
+            )
         try:
             check_unicode(texts)
         except ValueError as err:
@@ -347,8 +372,11 @@ def create_app(
         try:
             predictions = await batcher.submit(texts)
         except ModelError:
-            return _error(500, "the model failed on this request; the server log has the "
-                          "details under its request id", request_id)
+            return _error(
+                500,
+                "the model failed on this request; the server log has the details under its request id",
+                request_id,
+            )
         metrics.inputs.inc(len(texts))
         ids = [item.id for item in body.items] if body.items is not None else None
         rows = []
@@ -371,15 +399,28 @@ def create_app(
         if state.classifier is None:
             return _error(503, "the model is not loaded", _request_id(request))
         meta = state.classifier.metadata
-        return JSONResponse({
-            "labels": meta.labels, "mode": meta.mode, "thresholds": meta.thresholds,
-            "segmenter": state.classifier.segmenter, "max_length": meta.max_length,
-            "base_model": meta.base_model, "base_revision": meta.base_revision,
-            "trained_with_vitopic": meta.vitopic_version, "vitopic_version": __version__,
-            "backend": backend, "split": split, "threshold_override": threshold,
-            "limits": {"max_batch": limits.max_batch, "max_wait_ms": limits.max_wait_ms,
-                       "max_texts": limits.max_texts, "max_body_bytes": limits.max_body_bytes},
-        })
+        return JSONResponse(
+            {
+                "labels": meta.labels,
+                "mode": meta.mode,
+                "thresholds": meta.thresholds,
+                "segmenter": state.classifier.segmenter,
+                "max_length": meta.max_length,
+                "base_model": meta.base_model,
+                "base_revision": meta.base_revision,
+                "trained_with_vitopic": meta.vitopic_version,
+                "vitopic_version": __version__,
+                "backend": backend,
+                "split": split,
+                "threshold_override": threshold,
+                "limits": {
+                    "max_batch": limits.max_batch,
+                    "max_wait_ms": limits.max_wait_ms,
+                    "max_texts": limits.max_texts,
+                    "max_body_bytes": limits.max_body_bytes,
+                },
+            }
+        )
 
     @app.get("/metrics")
     async def prometheus() -> Response:

@@ -27,6 +27,7 @@ class SegmenterUnavailableError(VitopicError, RuntimeError):
 
 # --- normalisation -------------------------------------------------------------------------
 
+
 def _tone_map() -> dict[str, str]:
     """New-style -> old-style tone placement for syllable-final oa, oe, uy (hòa -> hoà)."""
     marks = {"a": "àáảãạ", "e": "èéẻẽẹ", "y": "ỳýỷỹỵ"}
@@ -44,7 +45,8 @@ _TONES = _tone_map()
 _TONE_RE = re.compile("(" + "|".join(_TONES) + r")(?![^\W\d_])")
 # Only real HTML: a known element name, then well-formed attributes (ASCII names), so that text in
 # angle brackets ("<Israel tấn công Gaza>", "x<y và z>w") is kept. Every pattern is bounded: linear.
-_ELEMENTS = frozenset("""
+_ELEMENTS = frozenset(
+    """
     a abbr address area article aside audio b base bdi bdo big blockquote body br button
     canvas caption center cite code col colgroup data datalist dd del details dfn dialog div
     dl dt em embed fieldset figcaption figure font footer form frame h1 h2 h3 h4 h5 h6 head
@@ -53,10 +55,12 @@ _ELEMENTS = frozenset("""
     ruby s samp script section select small source span strike strong style sub summary sup
     svg table tbody td template textarea tfoot th thead time title tr track tt u ul var
     video wbr
-""".split())  # noqa: SIM905
+""".split()  # noqa: SIM905
+)
 _TAG_RE = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]{0,15})([^<>]{0,1000})>")
 _ATTRS_RE = re.compile(
-    r"(?:\s+[A-Za-z_:@][-A-Za-z0-9_:.@]*(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s\"'=<>`]+))?)*\s*/?")
+    r"(?:\s+[A-Za-z_:@][-A-Za-z0-9_:.@]*(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s\"'=<>`]+))?)*\s*/?"
+)
 _MAX_UNESCAPE_ROUNDS = 8  # entities escaped this many times over are left as they are
 _INVISIBLE_RE = re.compile(r"[\u200b-\u200f\u2060\ufeff\u00ad]|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _PUNCT = set(".,;:!?()[]{}\"'“”‘’«»…")
@@ -91,8 +95,7 @@ def _merge_dots(chars: list[str]) -> list[str]:
 
 def _tag(match: re.Match) -> str:
     closing, name, rest = match.groups()
-    real = name.lower() in _ELEMENTS and (_ATTRS_RE.fullmatch(rest) if not closing
-                                          else not rest.strip())
+    real = name.lower() in _ELEMENTS and (_ATTRS_RE.fullmatch(rest) if not closing else not rest.strip())
     return " " if real else match.group(0)
 
 
@@ -128,8 +131,10 @@ def check_unicode(texts: Sequence[str]) -> None:
     for prediction, training data and output files."""
     for i, t in enumerate(texts):
         if (at := surrogate_at(t)) >= 0:
-            raise ValueError(f"texts[{i}]: lone surrogate {t[at]!r} at character {at} "
-                             "(not valid Unicode; decode the source with errors='replace')")
+            raise ValueError(
+                f"texts[{i}]: lone surrogate {t[at]!r} at character {at} "
+                "(not valid Unicode; decode the source with errors='replace')"
+            )
 
 
 def normalize(text: str) -> str:
@@ -253,7 +258,7 @@ def _segment_in_chunks(segment: Segmenter, texts: list[str]) -> list[str]:
         words = t.split(" ")
         for start in range(0, len(words), _CHUNK_WORDS):
             owners.append(i)
-            chunks.append(" ".join(words[start:start + _CHUNK_WORDS]))
+            chunks.append(" ".join(words[start : start + _CHUNK_WORDS]))
     out: list[list[str]] = [[] for _ in texts]
     for i, seg in zip(owners, segment(chunks), strict=True):
         out[i].append(seg)
@@ -285,12 +290,12 @@ def split_sentences(text: str) -> list[str]:
         for match in _BOUNDARY_RE.finditer(line):
             # Only the word before the stop matters, and only when it is short (an initial or an
             # abbreviation): look at a bounded tail, so skipped stops cost nothing.
-            tail = line[max(start, match.start() - _TAIL_CHARS):match.start()]
+            tail = line[max(start, match.start() - _TAIL_CHARS) : match.start()]
             words = tail.split()
             last = words[-1].rstrip(".").lower() if words else ""
             if len(last) <= 1 or last in _ABBREVIATIONS:
                 continue
-            sentences.append(line[start:match.end()].strip())
+            sentences.append(line[start : match.end()].strip())
             start = match.end()
         sentences.append(line[start:].strip())
     return [s for s in sentences if s]

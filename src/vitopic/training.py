@@ -75,13 +75,16 @@ class Splits:
         """Enough data to learn from: DataError naming the file otherwise, before any training."""
         train_path = cfg.data.path(cfg.data.train_file)
         if len(self.train) < MIN_TRAIN_EXAMPLES:
-            raise DataError(f"{train_path}: {len(self.train)} example(s); training needs at "
-                            f"least {MIN_TRAIN_EXAMPLES}")
+            raise DataError(
+                f"{train_path}: {len(self.train)} example(s); training needs at least {MIN_TRAIN_EXAMPLES}"
+            )
         counts = multi_hot(self.train, cfg.data.labels).sum(0)
         missing = [lab for lab, n in zip(cfg.data.labels, counts, strict=True) if not n]
         if missing:
-            raise DataError(f"{train_path}: no example of label(s) {missing}; the model cannot "
-                            "learn a label it never sees")
+            raise DataError(
+                f"{train_path}: no example of label(s) {missing}; the model cannot "
+                "learn a label it never sees"
+            )
 
 
 class TopicTrainer(Trainer):
@@ -101,7 +104,8 @@ class TopicTrainer(Trainer):
         labels = inputs.pop("labels")
         outputs = model(**inputs)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(
-            outputs.logits, labels.to(outputs.logits.dtype),
+            outputs.logits,
+            labels.to(outputs.logits.dtype),
             pos_weight=self.pos_weight.to(outputs.logits.device),
         )
         return (loss, outputs) if return_outputs else loss
@@ -119,7 +123,8 @@ class StopOnNonFiniteLoss(TrainerCallback):
         if loss is not None and not math.isfinite(loss):
             raise TrainingDivergedError(
                 f"training loss became {loss} at step {state.global_step}; nothing was saved. "
-                "Lower training.learning_rate or try training.bf16=false")
+                "Lower training.learning_rate or try training.bf16=false"
+            )
 
 
 class EvaluationLog(TrainerCallback):
@@ -136,23 +141,28 @@ class EvaluationLog(TrainerCallback):
         if tuned is None or not state.is_world_process_zero:
             return
         loss = "-" if self.loss is None else f"{self.loss:.4f}"  # none logged yet
-        print(f"step {state.global_step:>5}/{state.max_steps}  epoch {state.epoch or 0:5.2f}  "
-              f"loss {loss:>6}  dev loss {logs.get('eval_loss', float('nan')):.4f}  "
-              f"dev macro-F1 {tuned:.3f} (tuned thresholds; "
-              f"{logs.get('eval_macro_f1_at_0.5', float('nan')):.3f} at 0.5)  "
-              f"{time.monotonic() - self.start:5.0f} s", flush=True)
+        print(
+            f"step {state.global_step:>5}/{state.max_steps}  epoch {state.epoch or 0:5.2f}  "
+            f"loss {loss:>6}  dev loss {logs.get('eval_loss', float('nan')):.4f}  "
+            f"dev macro-F1 {tuned:.3f} (tuned thresholds; "
+            f"{logs.get('eval_macro_f1_at_0.5', float('nan')):.3f} at 0.5)  "
+            f"{time.monotonic() - self.start:5.0f} s",
+            flush=True,
+        )
 
 
 def pos_weight_from(targets: np.ndarray) -> torch.Tensor:
     """negatives / positives for each label (1 where a label has no positives)."""
     positives = targets.sum(0)
     negatives = len(targets) - positives
-    return torch.tensor(np.where(positives > 0, negatives / np.maximum(positives, 1), 1.0),
-                        dtype=torch.float32)
+    return torch.tensor(
+        np.where(positives > 0, negatives / np.maximum(positives, 1), 1.0), dtype=torch.float32
+    )
 
 
-def encode(cfg: Config, tokenizer: PreTrainedTokenizerBase, texts: list[str],
-           targets: np.ndarray) -> datasets.Dataset:
+def encode(
+    cfg: Config, tokenizer: PreTrainedTokenizerBase, texts: list[str], targets: np.ndarray
+) -> datasets.Dataset:
     """Tokenised dataset (truncated to `text.max_length`) with float multi-hot or int labels."""
     enc = tokenizer(texts, truncation=True, max_length=cfg.text.max_length)
     if cfg.model.mode == "multi_label":
@@ -173,12 +183,18 @@ def _compute_metrics(cfg: Config):
         if mode == "single_label":
             refs = np.eye(len(labels) + 1, dtype=bool)[refs.astype(int)][:, 1:]
         fixed = multilabel_metrics(decide(scores, mode, np.full(len(labels), 0.5)), refs, labels)
-        cuts = (tune_thresholds(label_scores(scores, mode), refs) if mode == "multi_label"
-                else np.full(len(labels), 0.5))
+        cuts = (
+            tune_thresholds(label_scores(scores, mode), refs)
+            if mode == "multi_label"
+            else np.full(len(labels), 0.5)
+        )
         tuned = multilabel_metrics(decide(scores, mode, cuts), refs, labels)
-        return {"macro_f1_at_0.5": fixed.macro_f1, BEST_METRIC: tuned.macro_f1,
-                "micro_f1_tuned": tuned.micro_f1,
-                **{f"{lab}_f1_tuned": v.f1 for lab, v in tuned.per_label.items()}}
+        return {
+            "macro_f1_at_0.5": fixed.macro_f1,
+            BEST_METRIC: tuned.macro_f1,
+            "micro_f1_tuned": tuned.micro_f1,
+            **{f"{lab}_f1_tuned": v.f1 for lab, v in tuned.per_label.items()},
+        }
 
     return compute
 
@@ -224,8 +240,9 @@ def training_arguments(cfg: Config, verbose: bool = False) -> TrainingArguments:
     )
 
 
-def make_tokenizer(cfg: Config, train_texts: list[str], scratch: Path,
-                   base: BaseModel | None) -> PreTrainedTokenizerBase:
+def make_tokenizer(
+    cfg: Config, train_texts: list[str], scratch: Path, base: BaseModel | None
+) -> PreTrainedTokenizerBase:
     """PhoBERT's own tokenizer for a pretrained base; one learned from the train split otherwise."""
     if base is not None:
         return base.tokenizer(cfg.text.max_length)
@@ -253,8 +270,13 @@ def process_state() -> PartialState:
     return PartialState(cpu=not torch.cuda.is_available())
 
 
-def train(cfg: Config, resume: bool = False, splits: Splits | None = None,
-          overwrite: bool = False, verbose: bool = False) -> TrainResult:
+def train(
+    cfg: Config,
+    resume: bool = False,
+    splits: Splits | None = None,
+    overwrite: bool = False,
+    verbose: bool = False,
+) -> TrainResult:
     """Fine-tune per `cfg`, tune thresholds on dev, and save a checkpoint into `output.dir`.
 
     Every process computes; only the main process writes, holding the directory's lock. The
@@ -262,8 +284,11 @@ def train(cfg: Config, resume: bool = False, splits: Splits | None = None,
     fails at any point leaves the previous model as it was (see `vitopic.run_dir`).
     """
     if cfg.training.fp16 and not torch.cuda.is_available():
-        raise ConfigError(cfg.output.dir, "training.fp16", "needs a CUDA GPU, and none is "
-                          "visible here; on a CPU use training.bf16=true or neither")
+        raise ConfigError(
+            cfg.output.dir,
+            "training.fp16",
+            "needs a CUDA GPU, and none is visible here; on a CPU use training.bf16=true or neither",
+        )
     state = process_state()
     out = Path(cfg.output.dir)
     if state.is_main_process:  # the one writer checks; other ranks would see its lock file
@@ -280,13 +305,15 @@ def train(cfg: Config, resume: bool = False, splits: Splits | None = None,
             transformers_logging.enable_progress_bar()
 
 
-def _train(cfg: Config, state: PartialState, out: Path, checkpoint: str | None,
-           splits: Splits, verbose: bool) -> TrainResult:
+def _train(
+    cfg: Config, state: PartialState, out: Path, checkpoint: str | None, splits: Splits, verbose: bool
+) -> TrainResult:
     labels, mode = cfg.data.labels, cfg.model.mode
-    base = fetch_base_model(cfg.model.name_or_path, cfg.model.revision) \
-        if cfg.model.name_or_path else None
-    texts = {name: prepare([ex.text for ex in getattr(splits, name)], cfg.text.segmenter)
-             for name in ("train", "dev")}
+    base = fetch_base_model(cfg.model.name_or_path, cfg.model.revision) if cfg.model.name_or_path else None
+    texts = {
+        name: prepare([ex.text for ex in getattr(splits, name)], cfg.text.segmenter)
+        for name in ("train", "dev")
+    }
     targets = {name: multi_hot(getattr(splits, name), labels) for name in texts}
     with tempfile.TemporaryDirectory() as scratch:
         tokenizer = make_tokenizer(cfg, texts["train"], Path(scratch), base)
@@ -322,13 +349,15 @@ def _train(cfg: Config, state: PartialState, out: Path, checkpoint: str | None,
         trainer.train(resume_from_checkpoint=checkpoint)
 
         metadata = Metadata(
-            labels=list(labels), mode=mode, segmenter=cfg.text.segmenter,
+            labels=list(labels),
+            mode=mode,
+            segmenter=cfg.text.segmenter,
             max_length=cfg.text.max_length,
             thresholds=[0.5] * len(labels) if mode == "multi_label" else [],
-            base_model=cfg.model.name_or_path, base_revision=cfg.model.revision,
+            base_model=cfg.model.name_or_path,
+            base_revision=cfg.model.revision,
         )
-        clf = TopicClassifier(TorchRunner(trainer.model, trainer.model.device, "torch"), tokenizer,
-                              metadata)
+        clf = TopicClassifier(TorchRunner(trainer.model, trainer.model.device, "torch"), tokenizer, metadata)
         if mode == "multi_label":  # tuned on the scores `vitopic evaluate` will see
             dev_scores = evaluate_examples(clf, splits.dev)[1]
             metadata.thresholds = [float(t) for t in tune_thresholds(dev_scores, targets["dev"])]
@@ -343,9 +372,18 @@ def _train(cfg: Config, state: PartialState, out: Path, checkpoint: str | None,
         publish(out, out / STAGING)
         metadata.save(out)
     state.wait_for_everyone()
-    return TrainResult(out, list(metadata.thresholds), dev, test, trainer.state.log_history,
-                       dev_scores, targets["dev"], dev_rows, trainer.state.global_step,
-                       trainer.state.best_global_step)
+    return TrainResult(
+        out,
+        list(metadata.thresholds),
+        dev,
+        test,
+        trainer.state.log_history,
+        dev_scores,
+        targets["dev"],
+        dev_rows,
+        trainer.state.global_step,
+        trainer.state.best_global_step,
+    )
 
 
 def _last_checkpoint(out: Path) -> str:
@@ -353,9 +391,10 @@ def _last_checkpoint(out: Path) -> str:
 
     A checkpoint cut short by a kill lacks trainer_state.json and is skipped.
     """
-    candidates = sorted((p for p in (out / TRAINER_DIR).glob("checkpoint-*")
-                         if (p / "trainer_state.json").is_file()),
-                        key=lambda p: int(p.name.split("-")[-1]))
+    candidates = sorted(
+        (p for p in (out / TRAINER_DIR).glob("checkpoint-*") if (p / "trainer_state.json").is_file()),
+        key=lambda p: int(p.name.split("-")[-1]),
+    )
     if not candidates:
         raise RunDirError(f"--resume: no checkpoint to resume from in {out / TRAINER_DIR}")
     return str(candidates[-1])

@@ -1,10 +1,10 @@
 """Ray: batch labelling with Ray Data, and the HTTP service under Ray Serve.
 
-    ds = ray.data.read_json("archive.jsonl")
-    labelled = ds.map_batches(Labeler, fn_constructor_kwargs={"model": "org/model"},
-                              concurrency=2, batch_size=256)
+ds = ray.data.read_json("archive.jsonl")
+labelled = ds.map_batches(Labeler, fn_constructor_kwargs={"model": "org/model"},
+                          concurrency=2, batch_size=256)
 
-    serve.run(deployment(num_replicas=2).bind("org/model"))  # POST /predict as `vitopic serve`
+serve.run(deployment(num_replicas=2).bind("org/model"))  # POST /predict as `vitopic serve`
 """
 
 from __future__ import annotations
@@ -22,26 +22,38 @@ class Labeler:
     worker; each batch comes back with every input column (renamed `input_<name>` where it
     clashes with a predicted one), `labels` (a list per row), `empty` and `score_<label>`."""
 
-    def __init__(self, model: str, text_column: str = "text", revision: str | None = None,
-                 device: str | None = None, backend: Backend = "torch", batch_size: int = 32,
-                 split: Split = "sentence", threshold: float | None = None):
+    def __init__(
+        self,
+        model: str,
+        text_column: str = "text",
+        revision: str | None = None,
+        device: str | None = None,
+        backend: Backend = "torch",
+        batch_size: int = 32,
+        split: Split = "sentence",
+        threshold: float | None = None,
+    ):
         from vitopic.predict import TopicClassifier
 
-        self.classifier = TopicClassifier.from_pretrained(model, revision=revision, device=device,
-                                                          backend=backend)
+        self.classifier = TopicClassifier.from_pretrained(
+            model, revision=revision, device=device, backend=backend
+        )
         self.text_column = text_column
-        self.options: dict[str, Any] = {"batch_size": batch_size, "split": split,
-                                        "threshold": threshold}
+        self.options: dict[str, Any] = {"batch_size": batch_size, "split": split, "threshold": threshold}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.text_column not in batch:
-            raise KeyError(f"no {self.text_column!r} column in the dataset (columns: "
-                           f"{sorted(batch)}); pass text_column=...")
+            raise KeyError(
+                f"no {self.text_column!r} column in the dataset (columns: "
+                f"{sorted(batch)}); pass text_column=..."
+            )
         texts = batch[self.text_column].tolist()
         for i, text in enumerate(texts):
             if not isinstance(text, str):
-                raise TypeError(f"column {self.text_column!r}: row {i} of this batch is "
-                                f"{type(text).__name__}, expected str")
+                raise TypeError(
+                    f"column {self.text_column!r}: row {i} of this batch is "
+                    f"{type(text).__name__}, expected str"
+                )
         predictions = self.classifier.predict(texts, **self.options)
         out = {f"input_{k}" if k in PREDICTED else k: v for k, v in batch.items()}
         out["labels"] = np.empty(len(predictions), dtype=object)  # one list per row, not 2-D

@@ -51,9 +51,14 @@ class MultilabelF1(evaluate.Metric):
         for i, name in enumerate(names):
             precision, recall, f1 = _f1(tp[i], fp[i], fn[i])
             per_label[name] = {
-                "precision": float(precision), "recall": float(recall), "f1": float(f1),
+                "precision": float(precision),
+                "recall": float(recall),
+                "f1": float(f1),
                 "support": int(ref[:, i].sum()),
-                "tp": int(tp[i]), "fp": int(fp[i]), "fn": int(fn[i]), "tn": int(tn[i]),
+                "tp": int(tp[i]),
+                "fp": int(fp[i]),
+                "fn": int(fn[i]),
+                "tn": int(tn[i]),
             }
         return {
             "micro_f1": float(_f1(tp.sum(), fp.sum(), fn.sum())[2]),
