@@ -14,7 +14,6 @@ import os
 from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import get_args, get_type_hints
 
 import torch
 from huggingface_hub import constants, snapshot_download
@@ -31,10 +30,10 @@ from transformers import (
 )
 
 from vitopic import __version__
-from vitopic.config import MIN_MAX_LENGTH, PHOBERT_MAX_LENGTH, ModelConfig
+from vitopic.config import MIN_MAX_LENGTH, PHOBERT_MAX_LENGTH
 from vitopic.errors import VitopicError
-from vitopic.modeling import class_names, head_config
-from vitopic.options import NONE_CLASS, SEGMENTERS
+from vitopic.heads import Head, head_for
+from vitopic.options import SEGMENTERS, Mode
 
 METADATA_FILE = "vitopic.json"
 METRICS_FILE = "metrics.json"
@@ -63,7 +62,6 @@ CHECKPOINT_PATTERNS = [
     INT8_FILE,
 ]
 MODEL_TYPE = "roberta"  # PhoBERT is a RoBERTa
-MODES = get_args(get_type_hints(ModelConfig)["mode"])
 
 
 class CheckpointError(VitopicError, ValueError):
@@ -73,13 +71,18 @@ class CheckpointError(VitopicError, ValueError):
 @dataclass
 class Metadata:
     labels: list[str]
-    mode: str
+    mode: Mode
     segmenter: str
     max_length: int
     thresholds: list[float]
     base_model: str | None = None
     base_revision: str | None = None
     vitopic_version: str = field(default=__version__)
+
+    @property
+    def head(self) -> Head:
+        """What `mode` means for classes, scores and decisions."""
+        return head_for(self.mode)
 
     def save(self, directory: str | Path) -> Path:
         """Write atomically (temp file + rename): a reader never sees half a file."""
@@ -105,15 +108,14 @@ class Metadata:
             raise CheckpointError(f"{path}: unreadable vitopic metadata ({err})") from err
         meta._check(path)
         config = _read_json(directory / CONFIG_FILE)
-        expected = class_names(meta.labels, meta.mode)
+        expected = meta.head.class_names(meta.labels)
         id2label = config.get("id2label", {})
         actual = (
             [id2label.get(str(i)) for i in range(len(id2label))] if isinstance(id2label, dict) else id2label
         )
         if actual != expected:
             raise CheckpointError(f"{path}: labels {expected} disagree with config.json id2label {actual}")
-        problem_type = head_config(meta.labels, meta.mode)["problem_type"]
-        if config.get("problem_type") != problem_type:
+        if config.get("problem_type") != meta.head.problem_type:
             raise CheckpointError(
                 f"{path}: mode {meta.mode!r} disagrees with config.json "
                 f"problem_type {config.get('problem_type')!r}"
@@ -135,10 +137,13 @@ class Metadata:
             f"labels must be a non-empty list of non-empty strings, got {labels!r}",
         )
         require(len(set(labels)) == len(labels), f"labels must be unique, got {labels}")
-        require(self.mode in MODES, f"mode must be one of {list(MODES)}, got {self.mode!r}")
+        try:
+            head = self.head
+        except ValueError as err:  # not a mode
+            raise CheckpointError(f"{path}: {err}") from None
+        reserved = head.reserved(labels)
         require(
-            self.mode == "multi_label" or NONE_CLASS not in labels,
-            f"label {NONE_CLASS!r} is reserved for the implicit class of single_label mode",
+            reserved is None, f"label {reserved!r} is reserved for the implicit class of {head.mode} mode"
         )
         require(
             self.segmenter in SEGMENTERS,
@@ -158,7 +163,7 @@ class Metadata:
                 f"thresholds[{i}] must be a number in [0, 1], got {t!r}",
             )
         require(
-            self.mode != "multi_label" or len(self.thresholds) == len(labels),
+            not head.uses_thresholds or len(self.thresholds) == len(labels),
             f"{len(self.thresholds)} thresholds for {len(labels)} labels",
         )
 

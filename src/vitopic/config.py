@@ -15,7 +15,8 @@ from typing import Any, Literal
 import yaml
 
 from vitopic.errors import VitopicError
-from vitopic.options import NONE_CLASS, SegmenterName
+from vitopic.heads import Head, head_for
+from vitopic.options import Mode, SegmenterName
 
 DEFAULT_LABELS = ("ukraine_aid", "gaza", "nato")
 PHOBERT_MAX_LENGTH = 256
@@ -37,7 +38,7 @@ class ModelConfig:
     name_or_path: str | None = None  # Hub id or local dir; None builds a PhoBERT-shaped model
     revision: str | None = None
     license: str | None = None  # defaults to the base model's license (see modelcard)
-    mode: Literal["multi_label", "single_label"] = "multi_label"
+    mode: Mode = "multi_label"
     # Shape of a from-scratch model (ignored when name_or_path is set).
     hidden_size: int = 64
     num_hidden_layers: int = 2
@@ -45,6 +46,11 @@ class ModelConfig:
     intermediate_size: int = 128
     dropout: float = 0.1
     bpe_merges: int = 4000  # BPE merges learned for a from-scratch tokenizer
+
+    @property
+    def head(self) -> Head:
+        """What `mode` means for classes, targets, scores and decisions."""
+        return head_for(self.mode)
 
 
 @dataclass
@@ -197,10 +203,12 @@ def _validate(cfg: Config, source: str, check_files: bool) -> None:
         "data.labels",
         "labels must be non-empty names without surrounding spaces",
     )
+    head = cfg.model.head
+    reserved = head.reserved(labels)
     require(
-        cfg.model.mode == "multi_label" or NONE_CLASS not in labels,
+        reserved is None,
         "data.labels",
-        f"{NONE_CLASS!r} is reserved for the implicit class of single_label mode",
+        f"{reserved!r} is reserved for the implicit class of {head.mode} mode",
     )
     t = cfg.training
     require(t.learning_rate > 0, "training.learning_rate", f"must be > 0, got {t.learning_rate}")

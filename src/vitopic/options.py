@@ -8,4 +8,6 @@ Split = Literal["sentence", "none"]  # score each sentence and aggregate, or eac
 SPLITS: tuple[str, ...] = get_args(Split)
 SegmenterName = Literal["rdrsegmenter", "underthesea", "pyvi", "none"]
 SEGMENTERS: tuple[str, ...] = get_args(SegmenterName)
+Mode = Literal["multi_label", "single_label"]  # independent labels, or at most one (see vitopic.heads)
+MODES: tuple[str, ...] = get_args(Mode)
 NONE_CLASS = "none"  # the explicit "no topic" class of single_label mode

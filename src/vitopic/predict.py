@@ -23,7 +23,7 @@ from vitopic.checkpoint import (
     open_checkpoint,
     resolve,
 )
-from vitopic.modeling import decide, label_scores, scores_from_logits
+from vitopic.heads import Head
 from vitopic.options import BACKENDS, SPLITS, Backend, Split
 from vitopic.text import check_unicode, prepare, split_sentences
 
@@ -138,13 +138,13 @@ class TopicClassifier:
         """
         single = isinstance(texts, str)
         items = _validate_inputs(texts)
-        _check_options(batch_size, threshold, split, self.metadata.mode)
+        head = self.metadata.head
+        _check_options(batch_size, threshold, split, head)
         owners, pieces, texts_of = self._pieces(items, split)
         scores = self._score(pieces, batch_size, progress)
         cuts = self.thresholds if threshold is None else np.full(len(self.labels), threshold)
-        mode = self.metadata.mode
-        decisions = decide(scores, mode, cuts) if len(pieces) else np.zeros((0, len(self.labels)))
-        probs = label_scores(scores, mode) if len(pieces) else decisions
+        decisions = head.decide(scores, cuts) if len(pieces) else np.zeros((0, len(self.labels)))
+        probs = head.label_scores(scores) if len(pieces) else decisions
         results = []
         index = np.arange(len(items))  # pieces are in input order: each input owns a contiguous run
         for start, end in zip(
@@ -214,8 +214,8 @@ class TopicClassifier:
 
     def _score(self, pieces: list[list[int]], batch_size: int, progress: bool) -> np.ndarray:
         """Per-class probabilities for each piece: batches sorted by length, padded dynamically."""
-        n_classes = len(self.labels) + (self.metadata.mode == "single_label")
-        out = np.zeros((len(pieces), n_classes))
+        head = self.metadata.head
+        out = np.zeros((len(pieces), len(head.class_names(self.labels))))
         order = np.argsort([len(p) for p in pieces], kind="stable")
         bos, eos, pad = (
             self.tokenizer.bos_token_id,
@@ -232,7 +232,7 @@ class TopicClassifier:
                 seq = [bos, *pieces[k], eos]
                 ids[row, : len(seq)] = seq
                 mask[row, : len(seq)] = 1
-            out[batch] = scores_from_logits(self._runner(ids, mask), self.metadata.mode)
+            out[batch] = head.probabilities(self._runner(ids, mask))
         return out
 
 
@@ -312,11 +312,11 @@ def _validate_inputs(texts: object) -> list[str]:
     return list(texts)
 
 
-def _check_options(batch_size: object, threshold: object, split: object, mode: str) -> None:
+def _check_options(batch_size: object, threshold: object, split: object, head: Head) -> None:
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if threshold is not None:
-        if mode != "multi_label":
+        if not head.uses_thresholds:
             raise ValueError(
                 "threshold applies to multi_label models; a single_label model picks its most probable class"
             )

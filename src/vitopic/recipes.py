@@ -10,7 +10,6 @@ from vitopic.config import Config
 from vitopic.data import check_labels, read_examples
 from vitopic.evaluation import evaluate_examples, quality_warnings, write_evaluation
 from vitopic.metrics import Metrics, multilabel_metrics, tune_thresholds
-from vitopic.modeling import decide
 from vitopic.options import Split
 from vitopic.predict import TopicClassifier
 from vitopic.report import update_model_card, write_run_outputs
@@ -93,7 +92,7 @@ def evaluate_recipe(
     examples = read_examples(data, None)  # a bad file fails before the model loads
     clf = TopicClassifier.from_pretrained(model)
     check_labels(examples, clf.labels, data)
-    if tune and clf.metadata.mode != "multi_label":
+    if tune and not clf.metadata.head.uses_thresholds:
         raise CheckpointError(f"{model}: --tune-thresholds applies to multi_label models")
     name = Path(data).stem
     result, scores, targets, rows = evaluate_examples(clf, examples, batch_size, progress=True, split=split)
@@ -111,7 +110,7 @@ def evaluate_recipe(
         print(f"  ... {len(wrong) - errors} more wrong predictions in {path}")
     if tune:
         cuts = tune_thresholds(scores, targets)
-        retuned = multilabel_metrics(decide(scores, "multi_label", cuts), targets, clf.labels)
+        retuned = multilabel_metrics(clf.metadata.head.decide(scores, cuts), targets, clf.labels)
         print(
             "thresholds tuned on this file: "
             + ", ".join(

@@ -32,8 +32,9 @@ from vitopic.config import Config, ConfigError, save_config
 from vitopic.data import DataError, Example, multi_hot, read_examples
 from vitopic.errors import VitopicError
 from vitopic.evaluation import evaluate_examples
+from vitopic.heads import Head
 from vitopic.metrics import Metrics, multilabel_metrics, tune_thresholds
-from vitopic.modeling import build_model, decide, label_scores, scores_from_logits
+from vitopic.modeling import build_model
 from vitopic.predict import TopicClassifier, TorchRunner
 from vitopic.run_dir import (
     CONFIG_FILE,
@@ -161,34 +162,31 @@ def pos_weight_from(targets: np.ndarray) -> torch.Tensor:
 
 
 def encode(
-    cfg: Config, tokenizer: PreTrainedTokenizerBase, texts: list[str], targets: np.ndarray
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    targets: np.ndarray,
+    head: Head,
+    max_length: int,
 ) -> datasets.Dataset:
-    """Tokenised dataset (truncated to `text.max_length`) with float multi-hot or int labels."""
-    enc = tokenizer(texts, truncation=True, max_length=cfg.text.max_length)
-    if cfg.model.mode == "multi_label":
-        labels = targets.tolist()
-    else:  # single_label: class 0 is `none`, else the first of the example's labels
-        labels = [int(np.argmax(row)) + 1 if row.any() else 0 for row in targets]
-    return datasets.Dataset.from_dict({**enc, "labels": labels})
+    """Tokenised dataset (truncated to `max_length`) with `head`'s training targets as labels."""
+    enc = tokenizer(texts, truncation=True, max_length=max_length)
+    return datasets.Dataset.from_dict({**enc, "labels": head.targets(targets)})
 
 
-def _compute_metrics(cfg: Config):
+def _compute_metrics(labels: list[str], head: Head):
     """Trainer's per-evaluation metrics on dev: macro-F1 at a fixed 0.5 threshold and at thresholds
     tuned on this evaluation (what the final model will use); the latter selects the best model."""
-    labels, mode = cfg.data.labels, cfg.model.mode
 
     def compute(eval_pred) -> dict[str, float]:
-        scores = scores_from_logits(eval_pred.predictions, mode)
-        refs = np.asarray(eval_pred.label_ids)
-        if mode == "single_label":
-            refs = np.eye(len(labels) + 1, dtype=bool)[refs.astype(int)][:, 1:]
-        fixed = multilabel_metrics(decide(scores, mode, np.full(len(labels), 0.5)), refs, labels)
+        scores = head.probabilities(eval_pred.predictions)
+        refs = head.references(eval_pred.label_ids, len(labels))
+        fixed = multilabel_metrics(head.decide(scores, np.full(len(labels), 0.5)), refs, labels)
         cuts = (
-            tune_thresholds(label_scores(scores, mode), refs)
-            if mode == "multi_label"
+            tune_thresholds(head.label_scores(scores), refs)
+            if head.uses_thresholds
             else np.full(len(labels), 0.5)
         )
-        tuned = multilabel_metrics(decide(scores, mode, cuts), refs, labels)
+        tuned = multilabel_metrics(head.decide(scores, cuts), refs, labels)
         return {
             "macro_f1_at_0.5": fixed.macro_f1,
             BEST_METRIC: tuned.macro_f1,
@@ -241,12 +239,12 @@ def training_arguments(cfg: Config, verbose: bool = False) -> TrainingArguments:
 
 
 def make_tokenizer(
-    cfg: Config, train_texts: list[str], scratch: Path, base: BaseModel | None
+    train_texts: list[str], scratch: Path, base: BaseModel | None, bpe_merges: int, max_length: int
 ) -> PreTrainedTokenizerBase:
     """PhoBERT's own tokenizer for a pretrained base; one learned from the train split otherwise."""
     if base is not None:
-        return base.tokenizer(cfg.text.max_length)
-    return learn_phobert_tokenizer(train_texts, scratch, cfg.model.bpe_merges, cfg.text.max_length)
+        return base.tokenizer(max_length)
+    return learn_phobert_tokenizer(train_texts, scratch, bpe_merges, max_length)
 
 
 @dataclass
@@ -308,7 +306,7 @@ def train(
 def _train(
     cfg: Config, state: PartialState, out: Path, checkpoint: str | None, splits: Splits, verbose: bool
 ) -> TrainResult:
-    labels, mode = cfg.data.labels, cfg.model.mode
+    labels, head = cfg.data.labels, cfg.model.head
     base = fetch_base_model(cfg.model.name_or_path, cfg.model.revision) if cfg.model.name_or_path else None
     texts = {
         name: prepare([ex.text for ex in getattr(splits, name)], cfg.text.segmenter)
@@ -316,11 +314,15 @@ def _train(
     }
     targets = {name: multi_hot(getattr(splits, name), labels) for name in texts}
     with tempfile.TemporaryDirectory() as scratch:
-        tokenizer = make_tokenizer(cfg, texts["train"], Path(scratch), base)
-        model = build_model(cfg, tokenizer, base)
+        tokenizer = make_tokenizer(
+            texts["train"], Path(scratch), base, cfg.model.bpe_merges, cfg.text.max_length
+        )
+        model = build_model(cfg.model, labels, cfg.training.seed, tokenizer, base)
         model.config.tokenizer_class = "PhobertTokenizer"
-        data = {name: encode(cfg, tokenizer, texts[name], targets[name]) for name in texts}
-        use_pos_weight = cfg.training.pos_weight and mode == "multi_label"
+        data = {
+            name: encode(tokenizer, texts[name], targets[name], head, cfg.text.max_length) for name in texts
+        }
+        use_pos_weight = cfg.training.pos_weight and head.takes_pos_weight
         callbacks: list[TrainerCallback] = [StopOnNonFiniteLoss()]
         if not verbose:
             callbacks.append(EvaluationLog())
@@ -333,7 +335,7 @@ def _train(
             eval_dataset=data["dev"],
             processing_class=tokenizer,
             data_collator=DataCollatorWithPadding(tokenizer),
-            compute_metrics=_compute_metrics(cfg),
+            compute_metrics=_compute_metrics(labels, head),
             callbacks=callbacks,
             pos_weight=pos_weight_from(targets["train"]) if use_pos_weight else None,
         )
@@ -350,15 +352,15 @@ def _train(
 
         metadata = Metadata(
             labels=list(labels),
-            mode=mode,
+            mode=head.mode,
             segmenter=cfg.text.segmenter,
             max_length=cfg.text.max_length,
-            thresholds=[0.5] * len(labels) if mode == "multi_label" else [],
+            thresholds=head.default_thresholds(len(labels)),
             base_model=cfg.model.name_or_path,
             base_revision=cfg.model.revision,
         )
         clf = TopicClassifier(TorchRunner(trainer.model, trainer.model.device, "torch"), tokenizer, metadata)
-        if mode == "multi_label":  # tuned on the scores `vitopic evaluate` will see
+        if head.uses_thresholds:  # tuned on the scores `vitopic evaluate` will see
             dev_scores = evaluate_examples(clf, splits.dev)[1]
             metadata.thresholds = [float(t) for t in tune_thresholds(dev_scores, targets["dev"])]
         dev, dev_scores, _, dev_rows = evaluate_examples(clf, splits.dev)
