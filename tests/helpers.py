@@ -1,6 +1,7 @@
 """What the tests share besides fixtures: paths, the label set, quick configs, checkpoint edits."""
 
 import json
+import sys
 from pathlib import Path
 
 from vitopic.config import DEFAULT_LABELS
@@ -9,6 +10,7 @@ LABELS = list(DEFAULT_LABELS)
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "configs" / "tiny.yaml"
 DATA = ROOT / "training" / "data"
+VITOPIC = [sys.executable, "-m", "vitopic.cli"]  # the CLI as a real process
 
 
 def tiny_overrides(out: Path, *extra: str) -> list[str]:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, VITOPIC
 
 from vitopic import __version__
 from vitopic.cli import main
@@ -153,7 +153,7 @@ def test_line_breaks_are_only_newlines_and_output_reads_back(trained_dir, tmp_pa
 
 @pytest.mark.slow
 def test_a_real_process_on_stdin_and_version(trained_dir):
-    cmd = [sys.executable, "-m", "vitopic.cli"]
+    cmd = [*VITOPIC]
     done = subprocess.run(
         [*cmd, "predict", "--model", str(trained_dir)],
         input=f"{GAZA}\n\nx\n",
@@ -223,9 +223,7 @@ def test_sigterm_mid_run_leaves_neither_output_nor_temp_file(trained_dir, tmp_pa
     target = tmp_path / "out.jsonl"
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "vitopic.cli",
+            *VITOPIC,
             "predict",
             "--model",
             str(trained_dir),

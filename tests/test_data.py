@@ -1,11 +1,10 @@
 import json
 import re
 import subprocess
-import sys
 import unicodedata
 
 import pytest
-from helpers import DATA, LABELS, ROOT
+from helpers import DATA, LABELS, ROOT, VITOPIC
 
 from vitopic.data import DataError, read_jsonl
 from vitopic.datacheck import check_corpus, near_duplicate_pairs
@@ -86,7 +85,7 @@ def test_data_check_cli_reports_cross_split_near_duplicates(tmp_path):
     with open(tmp_path / "dev.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(first, ensure_ascii=False) + "\n")
     run = subprocess.run(
-        [sys.executable, "-m", "vitopic.cli", "data", "check", str(tmp_path)],
+        [*VITOPIC, "data", "check", str(tmp_path)],
         capture_output=True,
         text=True,
         cwd=ROOT,

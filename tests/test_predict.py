@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
-from helpers import LABELS, ROOT, edit_json, place_in_hub_cache
+from helpers import LABELS, ROOT, VITOPIC, edit_json, place_in_hub_cache
 
 from vitopic import TopicClassifier
 from vitopic.checkpoint import CheckpointError
@@ -313,7 +313,7 @@ def test_push_uploads_through_huggingface_hub(trained_dir):
 @pytest.mark.slow
 def test_onnx_export_and_backends_agree_with_torch(model_copy):
     run = subprocess.run(
-        [sys.executable, "-m", "vitopic.cli", "export", "--model", str(model_copy), "--int8"],
+        [*VITOPIC, "export", "--model", str(model_copy), "--int8"],
         capture_output=True,
         text=True,
         cwd=ROOT,

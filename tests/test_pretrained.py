@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
-from helpers import DATA, ROOT
+from helpers import DATA, ROOT, VITOPIC
 from hub_replica import (
     PICKLE_MARKER,
     REMOTE_CODE_MARKER,
@@ -123,9 +123,7 @@ def test_run_metrics_equal_vitopic_evaluate(hub, tmp_path):
     for split in ("dev", "test"):
         run = subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "vitopic.cli",
+                *VITOPIC,
                 "evaluate",
                 "--model",
                 str(out),
@@ -171,9 +169,7 @@ def test_a_pickle_that_would_run_code_is_refused_unrun(hub, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
     run = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "vitopic.cli",
+            *VITOPIC,
             "train",
             "--config",
             "configs/phobert-base.yaml",

@@ -3,10 +3,9 @@
 import dataclasses
 import json
 import subprocess
-import sys
 
 import pytest
-from helpers import ROOT, TINY, tiny_overrides
+from helpers import ROOT, TINY, VITOPIC, tiny_overrides
 
 from vitopic.evaluation import quality_warnings
 from vitopic.metrics import Metrics
@@ -30,9 +29,7 @@ def test_quality_warnings_cover_both_failure_modes():
 
 
 def _cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "vitopic.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
+    return subprocess.run([*VITOPIC, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT, quick
+from helpers import ROOT, VITOPIC, quick
 
 import vitopic.training as training
 from vitopic import TopicClassifier
@@ -95,9 +95,7 @@ def test_predict_output_is_replaced_only_when_complete(trained_dir, tmp_path):
     bad.write_text('{"text": "Gaza"}\n{"text": "Gaza \\ud800"}\n')  # a lone surrogate fails the write
     run = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "vitopic.cli",
+            *VITOPIC,
             "predict",
             "--model",
             str(trained_dir),

@@ -7,7 +7,6 @@ import random
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from helpers import DATA
+from helpers import DATA, VITOPIC
 from prometheus_client.parser import text_string_to_metric_families
 
 from vitopic.serving import Limits, MicroBatcher, create_app
@@ -60,9 +59,7 @@ def server(trained_dir):
     port = free_port()
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "vitopic.cli",
+            *VITOPIC,
             "serve",
             "--model",
             str(trained_dir),
@@ -248,9 +245,7 @@ def test_health_is_503_until_the_model_is_loaded(trained_dir, monkeypatch):
 def test_serve_exits_with_one_line_when_the_model_cannot_load(tmp_path):
     proc = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "vitopic.cli",
+            *VITOPIC,
             "serve",
             "--model",
             str(tmp_path),

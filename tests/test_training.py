@@ -3,7 +3,6 @@
 import json
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 import torch
 import yaml
 from accelerate import PartialState
-from helpers import DATA, LABELS, ROOT, TINY, quick, tiny_overrides
+from helpers import DATA, LABELS, ROOT, TINY, VITOPIC, quick, tiny_overrides
 from transformers import Trainer, TrainingArguments
 
 from vitopic import TopicClassifier
@@ -98,9 +97,7 @@ def test_only_the_main_process_writes(tmp_path, monkeypatch):
 def test_kill_then_resume_finishes_the_planned_steps(tmp_path):
     out = tmp_path / "killed"
     cmd = [
-        sys.executable,
-        "-m",
-        "vitopic.cli",
+        *VITOPIC,
         "train",
         "--config",
         str(TINY),
@@ -139,9 +136,7 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
     out = tmp_path / "fresh"
     run = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "vitopic.cli",
+            *VITOPIC,
             "train",
             "--config",
             str(TINY),
@@ -165,9 +160,7 @@ def test_data_errors_stop_training_before_any_model_loads(tmp_path):
     (bad / "train.jsonl").write_text('{"text": "ok", "labels": []}\n{"text": "x", "labels": ["war"]}\n')
     run = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "vitopic.cli",
+            *VITOPIC,
             "train",
             "--config",
             str(TINY),
