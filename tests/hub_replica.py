@@ -26,19 +26,20 @@ PICKLE_MARKER = "PICKLE_CODE_RAN"
 
 # Per repo: config.json fields beyond the shared ones, the tiny shape, the conversion PR, whether
 # torch.save wrote the legacy (pre-1.6, non-zip) format, and the extra files on main.
+V1_EXTRA_FILES = (  # phobert-base and -large (2020) also hold TF, Flax and tokenizer code
+    "tf_model.h5",
+    "flax_model.msgpack",
+    "tokenization_phobert.py",
+    "tokenization_phobert_fast.py",
+    "__init__.py",
+)
 REPOS = {
     "vinai/phobert-base": dict(
         extra={"gradient_checkpointing": False},
         layers=1,
         pr="refs/pr/3",
         legacy=True,
-        files=(
-            "tf_model.h5",
-            "flax_model.msgpack",
-            "tokenization_phobert.py",
-            "tokenization_phobert_fast.py",
-            "__init__.py",
-        ),
+        files=V1_EXTRA_FILES,
     ),
     "vinai/phobert-base-v2": dict(
         extra={
@@ -58,13 +59,7 @@ REPOS = {
         layers=2,
         pr="refs/pr/2",
         legacy=True,
-        files=(
-            "tf_model.h5",
-            "flax_model.msgpack",
-            "tokenization_phobert.py",
-            "tokenization_phobert_fast.py",
-            "__init__.py",
-        ),
+        files=V1_EXTRA_FILES,
     ),
 }
 

@@ -11,47 +11,21 @@ from vitopic.modelcard import validate_card
 TEST = str(DATA / "test.jsonl")
 
 
+def evaluate(model, out, *options: str) -> int:
+    """`vitopic evaluate` of `model` on the test split, writing into `out`."""
+    return main(["evaluate", "--model", str(model), "--data", TEST, "--out", str(out), *options])
+
+
 def test_errors_and_retuned_thresholds_leave_the_model_unless_saved(model_copy, tmp_path, capsys):
     before = (model_copy / "vitopic.json").read_text()
-    assert (
-        main(
-            [
-                "evaluate",
-                "--model",
-                str(model_copy),
-                "--data",
-                TEST,
-                "--out",
-                str(tmp_path),
-                "--errors",
-                "3",
-                "--tune-thresholds",
-            ]
-        )
-        == 0
-    )
+    assert evaluate(model_copy, tmp_path, "--errors", "3", "--tune-thresholds") == 0
     out = capsys.readouterr().out
     wrong = [line for line in out.splitlines() if line.startswith("  [")]
     assert 1 <= len(wrong) <= 3 and "gold" in wrong[0] and "predicted" in wrong[0]
     assert "thresholds tuned on this file:" in out and "optimistic" in out
     assert (model_copy / "vitopic.json").read_text() == before
 
-    assert (
-        main(
-            [
-                "evaluate",
-                "--model",
-                str(model_copy),
-                "--data",
-                TEST,
-                "--out",
-                str(tmp_path),
-                "--tune-thresholds",
-                "--save",
-            ]
-        )
-        == 0
-    )
+    assert evaluate(model_copy, tmp_path, "--tune-thresholds", "--save") == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("thresholds"))
     saved = json.loads((model_copy / "vitopic.json").read_text())["thresholds"]
     assert line.endswith(f"nato {json.loads(before)['thresholds'][2]:.2f} -> {saved[2]:.2f}")
@@ -59,12 +33,7 @@ def test_errors_and_retuned_thresholds_leave_the_model_unless_saved(model_copy, 
 
 
 def test_update_card_adds_the_result(model_copy, tmp_path, capsys):
-    assert (
-        main(
-            ["evaluate", "--model", str(model_copy), "--data", TEST, "--out", str(tmp_path), "--update-card"]
-        )
-        == 0
-    )
+    assert evaluate(model_copy, tmp_path, "--update-card") == 0
     card = (model_copy / "README.md").read_text()
     assert validate_card(card) == []
     header = yaml.safe_load(card.split("---")[1])
