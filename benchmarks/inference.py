@@ -99,10 +99,9 @@ def batch_widths(lengths: list[int], sort: bool) -> list[tuple[int, int]]:
 
 def padding_stats(inputs: list[str]) -> dict[str, list[tuple[int, int]] | list[int]]:
     """Token lengths (specials included) and batch shapes for vitopic's and the pipeline's batching."""
-    from vitopic.predict import TopicClassifier
     from vitopic.text import prepare
 
-    clf = TopicClassifier.from_pretrained(TINY)  # same tokenizer files, segmenter and limit as base
+    clf = _tiny_classifier()  # same tokenizer files, segmenter and limit as base
     _, pieces, _ = clf._pieces(inputs)  # exactly what predict() batches (long inputs split)
     vito = [len(p) + 2 for p in pieces]
     pipe = [

@@ -22,7 +22,10 @@ def local_ray():
 def rows(n: int) -> list[dict]:
     """`n` rows of the train split (ids, text, gold labels), cycling."""
     lines = (DATA / "train.jsonl").read_text("utf-8").splitlines()
-    return [{**json.loads(lines[i % len(lines)]), "id": f"r{i}", "outlet": i % 7} for i in range(n)]
+    return [
+        {**json.loads(lines[i % len(lines)]), "id": f"r{i}", "outlet": i % 7, "score_nato": -i}
+        for i in range(n)
+    ]
 
 
 def test_map_batches_labels_every_row_as_predict_does(local_ray, trained_dir, classifier):
@@ -38,6 +41,7 @@ def test_map_batches_labels_every_row_as_predict_does(local_ray, trained_dir, cl
     for row, source, want in zip(out, data, expected, strict=True):
         assert row["text"] == source["text"] and row["outlet"] == source["outlet"]
         assert list(row["input_labels"]) == source["labels"]  # gold labels kept, renamed
+        assert row["input_score_nato"] == source["score_nato"]  # not overwritten by a score
         assert list(row["labels"]) == want.labels and row["empty"] == want.empty
         for label, score in want.scores.items():
             assert abs(row[f"score_{label}"] - score) < 1e-5

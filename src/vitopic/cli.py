@@ -14,7 +14,7 @@ from typing import NoReturn
 from vitopic import __version__
 from vitopic.config import DEFAULT_LABELS, load_config
 from vitopic.data import DataError
-from vitopic.errors import VitopicError
+from vitopic.errors import VitopicError, one_line
 from vitopic.options import BACKENDS, SEGMENTERS, SPLITS
 from vitopic.prediction_io import FORMATS
 
@@ -341,10 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("VITOPIC_DEBUG"):
             raise
         expected = isinstance(err, VitopicError | OSError | ValueError | TypeError)
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        prefix = "" if isinstance(err, VitopicError) else f"{type(err).__name__}: "
         hint = "" if expected else " (unexpected: rerun with VITOPIC_DEBUG=1 and report it)"
-        print(f"error: {prefix}{message}{hint}", file=sys.stderr)
+        print(f"error: {one_line(err)}{hint}", file=sys.stderr)
         return 2
 
 

@@ -51,7 +51,7 @@ def read_jsonl(
     `labels=None` accepts any label (check them later with `check_labels`).
     """
     path = Path(path)
-    rows = ((n, f"{path}:{n}", line) for n, line in enumerate(read_lines(path, DataError), 1) if line.strip())
+    rows = ((n, f"{path}:{n}", line) for n, line in enumerate(iter_lines(path, DataError), 1) if line.strip())
     return _examples(
         path, ((n, where, parse_json_line(line, where)) for n, where, line in rows), labels, require_nfc
     )
@@ -149,11 +149,6 @@ def check_labels(examples: list[Example], labels: list[str] | tuple[str, ...], p
         _check_row_labels(ex.labels, labels, f"{path}:{ex.line}")
 
 
-def read_lines(path: Path, error: type[VitopicError]) -> list[str]:
-    """Every line of a UTF-8 text file; see `iter_lines`."""
-    return list(iter_lines(path, error))
-
-
 def iter_lines(path: Path, error: type[VitopicError]) -> Iterator[str]:
     """The lines of a UTF-8 text file, one at a time (BOM and CRLF accepted; only \\n, \\r\\n,
     \\r end a line), or `error` naming the file: missing or a directory (at once), or not UTF-8
@@ -183,12 +178,6 @@ def stream_lines(stream: BinaryIO, name: str, error: type[VitopicError]) -> Iter
                 pieces.pop()  # the empty piece after the break
             count += len(pieces)
             yield from pieces
-
-
-def lines_of(text: str) -> list[str]:
-    """`text` split at \\n, \\r\\n and \\r only, without the empty piece after a final break."""
-    lines = split_lines(text)
-    return lines[:-1] if lines and not lines[-1] else lines
 
 
 def read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict]]]:

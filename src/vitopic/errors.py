@@ -3,3 +3,9 @@
 
 class VitopicError(Exception):
     """A problem with the user's input, config, data or checkpoint, explained in the message."""
+
+
+def one_line(err: BaseException) -> str:
+    """An exception as one line: vitopic's own message as it is, any other with its type first."""
+    message = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return message if isinstance(err, VitopicError) else f"{type(err).__name__}: {message}"

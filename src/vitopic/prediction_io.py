@@ -90,12 +90,18 @@ def output_format(path: str | None, requested: str | None) -> str:
     return _SUFFIX_FORMATS[suffix]
 
 
+def input_columns(record: dict, taken: Iterable[str] = PREDICTED) -> dict:
+    """The record's fields, each named like an output field (`taken`) kept as `input_<name>`:
+    a labeled file keeps its gold labels."""
+    taken = set(taken)
+    return {f"input_{k}" if k in taken else k: v for k, v in record.items()}
+
+
 def prediction_row(
     record: dict, prediction: Prediction, top_k: int | None = None, pieces: bool = False
 ) -> dict:
-    """The record with the prediction added; input fields named like predicted ones are kept
-    under `input_<name>` (so a labeled file keeps its gold labels)."""
-    row = {f"input_{k}" if k in PREDICTED else k: v for k, v in record.items()}
+    """The record (see `input_columns`) with the prediction added."""
+    row = input_columns(record)
     scores = (
         sorted(prediction.scores.items(), key=lambda kv: -kv[1])[:top_k]
         if top_k

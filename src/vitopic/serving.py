@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_v
 from starlette.exceptions import HTTPException
 
 from vitopic import __version__
+from vitopic.errors import one_line
 from vitopic.options import Backend, Split
 from vitopic.text import check_unicode
 
@@ -139,10 +139,11 @@ class MicroBatcher:
                     break
                 jobs.append(job)
                 size += len(job.texts)
-            await self._run(jobs, size)
+            await self._run(jobs)
 
-    async def _run(self, jobs: list[_Job], size: int) -> None:
+    async def _run(self, jobs: list[_Job]) -> None:
         texts = [t for job in jobs for t in job.texts]
+        size = len(texts)
         self.on_batch(size)
         try:
             predictions = await asyncio.get_running_loop().run_in_executor(
@@ -276,7 +277,6 @@ class _Model:
         self.source, self.options = source, options
         self.classifier: TopicClassifier | None = None
         self.error: str | None = None
-        self.loaded = threading.Event()
 
     def load(self) -> None:
         try:
@@ -287,10 +287,8 @@ class _Model:
             else:
                 self.classifier = self.source
         except Exception as err:
-            self.error = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            self.error = one_line(err)
             logger.error("could not load the model: %s", self.error)
-        finally:
-            self.loaded.set()
 
 
 def create_app(

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from vitopic.options import Backend, Split
-from vitopic.prediction_io import PREDICTED
+from vitopic.prediction_io import PREDICTED, input_columns
 
 
 class Labeler:
@@ -47,21 +47,18 @@ class Labeler:
                 f"no {self.text_column!r} column in the dataset (columns: "
                 f"{sorted(batch)}); pass text_column=..."
             )
-        texts = batch[self.text_column].tolist()
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(
-                    f"column {self.text_column!r}: row {i} of this batch is "
-                    f"{type(text).__name__}, expected str"
-                )
-        predictions = self.classifier.predict(texts, **self.options)
-        out = {f"input_{k}" if k in PREDICTED else k: v for k, v in batch.items()}
+        try:
+            predictions = self.classifier.predict(batch[self.text_column].tolist(), **self.options)
+        except TypeError as err:  # predict names the row within the batch
+            raise TypeError(f"column {self.text_column!r}: {err}") from err
+        score_columns = {label: f"score_{label}" for label in self.classifier.labels}
+        out = input_columns(batch, {*PREDICTED, *score_columns.values()})
         out["labels"] = np.empty(len(predictions), dtype=object)  # one list per row, not 2-D
         for i, prediction in enumerate(predictions):
             out["labels"][i] = prediction.labels
         out["empty"] = np.array([p.empty for p in predictions], dtype=bool)
-        for label in self.classifier.labels:
-            out[f"score_{label}"] = np.array([p.scores[label] for p in predictions])
+        for label, column in score_columns.items():
+            out[column] = np.array([p.scores[label] for p in predictions])
         return out
 
 
