@@ -1,10 +1,14 @@
+import os
 import re
 from pathlib import Path
 
 import pytest
 from helpers import DATA, ROOT, TINY
 
-from vitopic.config import Config, ConfigError, load_config
+from vitopic.cli import main
+from vitopic.config import Config, ConfigError, keys_markdown, load_config, schema
+
+DOC = ROOT / "docs" / "config.md"
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
@@ -146,13 +150,13 @@ def test_trainer_options_reach_training_arguments(tmp_path):
             "training.torch_compile=true",
         ],
     )
-    args = training_arguments(cfg)
+    args = training_arguments(cfg.training, cfg.output.dir)
     assert args.gradient_accumulation_steps == 4 and args.max_grad_norm == 0.5
     assert args.lr_scheduler_type.value == "cosine"
     assert args.train_sampling_strategy == "group_by_length"
     assert args.report_to == ["tensorboard"] and args.dataloader_num_workers == 2
     assert args.torch_compile and not args.fp16
-    default = training_arguments(load_config(TINY, [f"output.dir={tmp_path}"]))
+    default = training_arguments(load_config(TINY).training, tmp_path)
     assert default.report_to == []
     assert default.train_sampling_strategy == "random" and default.gradient_accumulation_steps == 1
 
@@ -170,3 +174,63 @@ def test_trainer_options_reach_training_arguments(tmp_path):
 def test_trainer_options_are_checked(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(None, [override], check_files=False)
+
+
+def test_every_value_problem_is_reported_at_once(tmp_path, capsys):
+    path = _write(tmp_path, "training:\n  batch_size: 0\n  warmup_ratio: 2.0\nmodel:\n  dropout: 1.5\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    lines = str(err.value).splitlines()
+    assert lines == [
+        f"{path}: model.dropout: must be in [0, 1)",
+        f"{path}: training.batch_size: must be > 0, got 0",
+        f"{path}: training.warmup_ratio: must be in [0, 1)",
+    ]
+    assert err.value.key == "model.dropout" and err.value.source == str(path)
+    assert main(["train", "--config", str(path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"error: {line}" for line in lines]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "fragment"),
+    [
+        (
+            ["model.name_or_path=vinai/phobert-base", "model.hidden_size=128"],
+            "model.hidden_size",
+            "built from scratch",
+        ),
+        (
+            ["model.name_or_path=vinai/phobert-base", "model.bpe_merges=10"],
+            "model.bpe_merges",
+            "built from scratch",
+        ),
+        (["model.revision=refs/pr/3"], "model.revision", "needs model.name_or_path"),
+        ([f"model.name_or_path={DATA}", "model.revision=main"], "model.revision", "local directory"),
+        (["model.mode=single_label", "training.pos_weight=true"], "training.pos_weight", "multi_label mode"),
+        (["data.labels=[none, gaza]", "model.mode=single_label"], "data.labels", "reserved"),
+    ],
+)
+def test_settings_that_would_be_ignored_are_rejected(overrides, key, fragment):
+    with pytest.raises(ConfigError, match=fragment) as err:
+        load_config(None, overrides, check_files=False)
+    assert err.value.key == key
+
+
+def test_docs_config_md_is_generated_from_the_schema():
+    text = keys_markdown()
+    if os.environ.get("VITOPIC_WRITE_DOCS"):
+        DOC.write_text(text, "utf-8")
+    assert DOC.read_text("utf-8") == text, (
+        "docs/config.md is out of date: regenerate it (see its first lines)"
+    )
+    for key in schema():
+        assert f"| `{key.name}` | {key.type} | `{key.default_yaml}` | {key.help} |" in text
+
+
+def test_train_help_lists_every_key_with_type_default_and_help(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    assert exit_.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # help text is wrapped
+    for key in schema():
+        assert f"{key.name} ({key.type}; default {key.default_yaml}) {key.help}" in out

@@ -193,7 +193,7 @@ def test_csv_and_saved_datasets_read_like_jsonl(tmp_path):
             f"data.test_file={tmp_path / 'dev_ds'}",
         ],
     )
-    splits = Splits.load(cfg)
+    splits = Splits.load(cfg.data)
     assert len(splits.dev) == len(splits.test) == len(rows)
 
 

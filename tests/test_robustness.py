@@ -23,7 +23,7 @@ from helpers import DATA, LABELS, ROOT, TINY, edit_json, edit_weights
 
 from vitopic import TopicClassifier
 from vitopic.cli import main
-from vitopic.config import load_config
+from vitopic.config import ConfigError, load_config
 from vitopic.data import read_jsonl
 from vitopic.datacheck import check_corpus
 from vitopic.text import normalize, split_sentences
@@ -244,6 +244,22 @@ CASES = [
         lambda ctx: load_config(
             _write(ctx.tmp / "config.yaml", "# café\ntraining:\n  epochs: 2\n".encode("latin-1"))
         ),
+    ),
+    Case(
+        "config",
+        "three bad values (every one reported)",
+        _config("training:\n  batch_size: 0\n  warmup_ratio: 2.0\nmodel:\n  dropout: 1.5\n"),
+    ),
+    Case(
+        "config",
+        "a from-scratch shape key with a pretrained model",
+        _config("model:\n  name_or_path: vinai/phobert-base\n  num_hidden_layers: 4\n"),
+    ),
+    Case("config", "revision without a pretrained model", _config("model:\n  revision: main\n")),
+    Case(
+        "config",
+        "pos_weight in single_label mode",
+        _config("model:\n  mode: single_label\ntraining:\n  pos_weight: true\n"),
     ),
     Case("data", "invalid JSON line", _data(ROW + "\n{not json}\n")),
     Case("data", "lone surrogate in text", _data('{"text": "Gaza \\ud800", "labels": []}\n')),
@@ -470,6 +486,8 @@ def outcome(case: Case, ctx: Context) -> str:
     try:
         value = case.run(ctx)
         result = str(value) if case.area in ("data", "cli", "text") else f"accepted: {value}"
+    except ConfigError as err:  # one line per problem, all of them
+        result = f"{type(err).__name__}: {' / '.join(str(err).splitlines())}"
     except Exception as err:  # the point is to record whatever happens
         result = f"{type(err).__name__}: {str(err).splitlines()[0]}"
     return (

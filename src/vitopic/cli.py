@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from vitopic import __version__
-from vitopic.config import DEFAULT_LABELS, load_config
+from vitopic.config import DEFAULT_LABELS, ConfigError, keys_help, load_config
 from vitopic.data import DataError
 from vitopic.errors import VitopicError, one_line
 from vitopic.options import BACKENDS, SEGMENTERS, SPLITS
@@ -212,7 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vitopic {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="fine-tune from a YAML config")
+    p = sub.add_parser(
+        "train",
+        help="fine-tune from a YAML config",
+        epilog="config keys (in the YAML file's sections, or as section.key=value overrides; "
+        "docs/config.md):\n" + keys_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--config", required=True)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument(
@@ -223,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--overwrite", action="store_true", help="replace a previous run of another config in output.dir"
     )
-    p.add_argument("overrides", nargs="*", help="key.sub=value overrides")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides (the keys below)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="label texts with a trained model")
@@ -293,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.jsonl",
         help="also evaluate on this labeled file (repeatable)",
     )
-    p.add_argument("overrides", nargs="*")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides (see vitopic train --help)")
     p.set_defaults(func=cmd_baseline)
 
     p = sub.add_parser("data", help="corpus tools")
@@ -327,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; every failure is one line on stderr (VITOPIC_DEBUG=1: the traceback)."""
+    """Run one command; every failure is one line on stderr, a config problem one line each
+    (VITOPIC_DEBUG=1: the traceback)."""
     args = build_parser().parse_args(argv)
     from transformers.utils import logging as transformers_logging
 
@@ -342,7 +349,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         expected = isinstance(err, VitopicError | OSError | ValueError | TypeError)
         hint = "" if expected else " (unexpected: rerun with VITOPIC_DEBUG=1 and report it)"
-        print(f"error: {one_line(err)}{hint}", file=sys.stderr)
+        lines = str(err).splitlines() if isinstance(err, ConfigError) else [one_line(err)]
+        for line in lines:  # a config's problems all at once, one line each
+            print(f"error: {line}{hint}", file=sys.stderr)
         return 2
 
 

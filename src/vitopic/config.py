@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import inspect
 import math
 import re
+import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
@@ -24,56 +26,201 @@ MIN_MAX_LENGTH = 8  # <s> and </s> take two positions; a piece must leave room f
 
 
 class ConfigError(VitopicError, ValueError):
-    """A config problem, always naming the file and the key."""
+    """Config problems, each naming the file and the key: one line per problem, `.key` the first's."""
 
-    def __init__(self, source: str, key: str, message: str):
-        super().__init__(f"{source}: {key}: {message}")
+    def __init__(self, source: str, key: str, message: str, *more: tuple[str, str]):
+        self.problems = [(key, message), *more]
+        super().__init__("\n".join(f"{source}: {k}: {m}" for k, m in self.problems))
         self.source, self.key = source, key
+
+
+Problems = list[tuple[str, str]]  # (key, message); a section's keys are relative to the section
 
 
 @dataclass
 class ModelConfig:
-    """Which network to fine-tune: a pretrained checkpoint, or a small one built from scratch."""
+    """Which network to fine-tune: a pretrained checkpoint, or a small one built from scratch.
 
-    name_or_path: str | None = None  # Hub id or local dir; None builds a PhoBERT-shaped model
-    revision: str | None = None
-    license: str | None = None  # defaults to the base model's license (see modelcard)
-    mode: Mode = "multi_label"
-    # Shape of a from-scratch model (ignored when name_or_path is set).
-    hidden_size: int = 64
-    num_hidden_layers: int = 2
-    num_attention_heads: int = 2
-    intermediate_size: int = 128
-    dropout: float = 0.1
-    bpe_merges: int = 4000  # BPE merges learned for a from-scratch tokenizer
+    Read by `modeling.build_model` (`base_model.fetch_base_model` for name_or_path and revision,
+    `heads.head_for` for mode, the model card for license)."""
+
+    name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id (e.g. vinai/phobert-base) or local directory of the pretrained model to "
+            "fine-tune; null builds a PhoBERT-shaped model from scratch, shaped by the keys below"
+        },
+    )
+    revision: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub branch, tag or commit of name_or_path (a Hub id only); null: its default branch"
+        },
+    )
+    license: str | None = field(
+        default=None,
+        metadata={
+            "help": "the model card's license id (e.g. apache-2.0); null: the base model's "
+            "(MIT or AGPL-3.0 for PhoBERT), MIT for a model built from scratch"
+        },
+    )
+    mode: Mode = field(
+        default="multi_label",
+        metadata={
+            "help": "multi_label: each label on or off by its own tuned threshold (sigmoid); single_label: "
+            "at most one label per sentence (softmax with an implicit 'none' class)"
+        },
+    )
+    hidden_size: int = field(default=64, metadata={"help": "from scratch only: the encoder's width"})
+    num_hidden_layers: int = field(default=2, metadata={"help": "from scratch only: transformer layers"})
+    num_attention_heads: int = field(
+        default=2, metadata={"help": "from scratch only: attention heads (must divide hidden_size)"}
+    )
+    intermediate_size: int = field(
+        default=128, metadata={"help": "from scratch only: the feed-forward layers' width"}
+    )
+    dropout: float = field(
+        default=0.1,
+        metadata={
+            "help": "dropout on hidden states and attention, for a pretrained model too (PhoBERT's own: 0.1)"
+        },
+    )
+    bpe_merges: int = field(
+        default=4000,
+        metadata={"help": "from scratch only: BPE merges learned from the train split for the tokenizer"},
+    )
+
+    SCRATCH_ONLY: ClassVar[tuple[str, ...]] = (
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "intermediate_size",
+        "bpe_merges",
+    )
 
     @property
     def head(self) -> Head:
         """What `mode` means for classes, targets, scores and decisions."""
         return head_for(self.mode)
 
+    def problems(self) -> Problems:
+        found = [(key, "must be > 0") for key in self.SCRATCH_ONLY if getattr(self, key) <= 0]
+        if self.num_attention_heads > 0 and self.hidden_size % self.num_attention_heads:
+            found.append(("hidden_size", "must be divisible by model.num_attention_heads"))
+        if not 0 <= self.dropout < 1:
+            found.append(("dropout", "must be in [0, 1)"))
+        if self.name_or_path is None:
+            if self.revision is not None:
+                found.append(("revision", "needs model.name_or_path (a model built from scratch has none)"))
+            return found
+        defaults = ModelConfig()
+        found += [
+            (
+                key,
+                "shapes a model built from scratch; model.name_or_path is set, so the base "
+                "model's own applies",
+            )
+            for key in self.SCRATCH_ONLY
+            if getattr(self, key) != getattr(defaults, key)
+        ]
+        if not self.name_or_path.strip():
+            found.append(("name_or_path", "must not be empty (null builds a model from scratch)"))
+        elif self.revision is not None and Path(self.name_or_path).expanduser().is_dir():
+            found.append(("revision", f"{self.name_or_path} is a local directory, which has no revisions"))
+        return found
+
 
 @dataclass
 class DataConfig:
-    """Where the JSONL splits live and which labels they use."""
+    """Where the labeled splits live and which labels they use.
 
-    dir: str = "training/data"
-    train_file: str = "train.jsonl"
-    dev_file: str = "dev.jsonl"
-    test_file: str | None = "test.jsonl"
-    seed_file: str | None = "seed.jsonl"
-    labels: list[str] = field(default_factory=lambda: list(DEFAULT_LABELS))
+    Read by `training.Splits.load`; labels also by `modeling.build_model` (the model's classes)."""
+
+    dir: str = field(
+        default="training/data", metadata={"help": "the directory holding the split files below"}
+    )
+    train_file: str = field(
+        default="train.jsonl",
+        metadata={"help": "training split in data.dir: JSONL, CSV or a saved datasets dataset"},
+    )
+    dev_file: str = field(
+        default="dev.jsonl",
+        metadata={"help": "dev split: evaluations during training, checkpoint choice, threshold tuning"},
+    )
+    test_file: str | None = field(
+        default="test.jsonl", metadata={"help": "test split, used only for the reported metrics; null: none"}
+    )
+    seed_file: str | None = field(
+        default="seed.jsonl",
+        metadata={"help": "sentences labeled in the report and metrics.json after training; null: none"},
+    )
+    labels: list[str] = field(
+        default_factory=lambda: list(DEFAULT_LABELS),
+        metadata={
+            "help": "the label names, in the model's output order; every train label must be one of them"
+        },
+    )
+
+    FILES: ClassVar[tuple[str, ...]] = ("train_file", "dev_file", "test_file", "seed_file")
 
     def path(self, name: str) -> Path:
         return Path(self.dir) / name
 
+    def problems(self) -> Problems:
+        found = []
+        if not self.labels:
+            found.append(("labels", "must name at least one label"))
+        if len(set(self.labels)) != len(self.labels):
+            found.append(("labels", "labels must be unique"))
+        if not all(lab.strip() and lab == lab.strip() for lab in self.labels):
+            found.append(("labels", "labels must be non-empty names without surrounding spaces"))
+        for key in self.FILES:
+            name = getattr(self, key)
+            if name is not None and not name.strip():
+                found.append((key, "must name a file (or be null where that is allowed)"))
+        return found
+
+    def missing_files(self) -> Problems:
+        """The split files named here that do not exist."""
+        return [
+            (key, f"file not found: {self.path(name)}")
+            for key in self.FILES
+            if (name := getattr(self, key)) and name.strip() and not self.path(name).exists()
+        ]
+
 
 @dataclass
 class TextConfig:
-    """How raw Vietnamese becomes PhoBERT input."""
+    """How raw Vietnamese becomes PhoBERT input.
 
-    segmenter: SegmenterName = "pyvi"
-    max_length: int = PHOBERT_MAX_LENGTH
+    Read by `training.train` (`text.prepare`, the tokenizer) and saved in the checkpoint's
+    `vitopic.json`, which prediction follows."""
+
+    segmenter: SegmenterName = field(
+        default="pyvi",
+        metadata={
+            "help": "word segmenter (README, Text preparation); rdrsegmenter needs Java; none: the "
+            "input is already segmented"
+        },
+    )
+    max_length: int = field(
+        default=PHOBERT_MAX_LENGTH,
+        metadata={
+            "help": "tokens per model input, <s> and </s> included; longer inputs are split into "
+            "sentences and windows"
+        },
+    )
+
+    def problems(self) -> Problems:
+        if MIN_MAX_LENGTH <= self.max_length <= PHOBERT_MAX_LENGTH:
+            return []
+        return [
+            (
+                "max_length",
+                f"must be in {MIN_MAX_LENGTH}..{PHOBERT_MAX_LENGTH} (PhoBERT has 258 positions; "
+                "<s> and </s> take two)",
+            )
+        ]
 
 
 Scheduler = Literal[
@@ -90,37 +237,133 @@ Scheduler = Literal[
 
 @dataclass
 class TrainingConfig:
-    """Optimisation settings, passed on to `transformers.TrainingArguments`."""
+    """Optimisation settings, passed on to `transformers.TrainingArguments` (same names unless said).
 
-    learning_rate: float = 2e-5
-    batch_size: int = 16
-    eval_batch_size: int = 64
-    epochs: float = 5.0
-    max_steps: int = -1
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
-    seed: int = 42
-    pos_weight: bool = False
-    early_stopping_patience: int | None = 3  # evaluations without a better dev macro-F1
-    eval_steps: int | None = None  # evaluate and checkpoint every N steps; None: every epoch
-    bf16: bool = False  # bf16 autocast (CPUs with AVX-512 bf16, Ampere+ GPUs)
-    fp16: bool = False  # fp16 mixed precision: CUDA only
-    gradient_accumulation_steps: int = 1  # effective batch = batch_size x this x processes
-    lr_scheduler_type: Scheduler = "linear"
-    max_grad_norm: float = 1.0  # gradient clipping
-    group_by_length: bool = False  # batches of similar lengths (less padding)
-    report_to: Literal["none", "tensorboard"] = "none"  # tensorboard: logs under checkpoints/runs
-    dataloader_num_workers: int = 0
-    torch_compile: bool = False
-    logging_steps: int = 10
-    save_total_limit: int = 2
+    Read by `training.training_arguments`; pos_weight and early_stopping_patience by
+    `training.train`, seed also by the model's initialisation and the TF-IDF baseline."""
+
+    learning_rate: float = field(default=2e-5, metadata={"help": "AdamW's peak learning rate"})
+    batch_size: int = field(
+        default=16, metadata={"help": "training sentences per device per step (per_device_train_batch_size)"}
+    )
+    eval_batch_size: int = field(
+        default=64, metadata={"help": "sentences per device per evaluation step (per_device_eval_batch_size)"}
+    )
+    epochs: float = field(default=5.0, metadata={"help": "passes over the train split (num_train_epochs)"})
+    max_steps: int = field(
+        default=-1, metadata={"help": "optimiser steps in all, overriding epochs; -1: epochs decide"}
+    )
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW's decoupled weight decay"})
+    warmup_ratio: float = field(
+        default=0.06, metadata={"help": "share of the steps over which the learning rate warms up"}
+    )
+    seed: int = field(
+        default=42,
+        metadata={
+            "help": "random seed: data order, initial weights, the TF-IDF baseline (seed and data_seed)"
+        },
+    )
+    pos_weight: bool = field(
+        default=False,
+        metadata={
+            "help": "multi_label only: weight each label's positives by negatives/positives in the loss"
+        },
+    )
+    early_stopping_patience: int | None = field(
+        default=3,
+        metadata={
+            "help": "stop after this many evaluations without a better dev macro-F1; null: never stop early"
+        },
+    )
+    eval_steps: int | None = field(
+        default=None, metadata={"help": "evaluate and checkpoint every N steps; null: every epoch"}
+    )
+    bf16: bool = field(
+        default=False, metadata={"help": "bf16 autocast (CPUs with AVX-512 bf16, Ampere+ GPUs)"}
+    )
+    fp16: bool = field(default=False, metadata={"help": "fp16 mixed precision: CUDA only"})
+    gradient_accumulation_steps: int = field(
+        default=1,
+        metadata={
+            "help": "steps whose gradients add up before an update: effective batch = "
+            "batch_size x this x processes"
+        },
+    )
+    lr_scheduler_type: Scheduler = field(
+        default="linear", metadata={"help": "the learning-rate schedule after warmup"}
+    )
+    max_grad_norm: float = field(
+        default=1.0, metadata={"help": "gradient clipping: the largest gradient norm"}
+    )
+    group_by_length: bool = field(
+        default=False,
+        metadata={
+            "help": "batches of similar lengths, less padding (train_sampling_strategy=group_by_length)"
+        },
+    )
+    report_to: Literal["none", "tensorboard"] = field(
+        default="none",
+        metadata={"help": "tensorboard: logs under output.dir/checkpoints/runs (pip install tensorboard)"},
+    )
+    dataloader_num_workers: int = field(
+        default=0, metadata={"help": "data-loading worker processes; 0: the main process"}
+    )
+    torch_compile: bool = field(default=False, metadata={"help": "compile the model with torch.compile"})
+    logging_steps: int = field(default=10, metadata={"help": "log the training loss every N steps"})
+    save_total_limit: int = field(
+        default=2, metadata={"help": "trainer checkpoints kept in output.dir/checkpoints (the best stays)"}
+    )
+
+    def problems(self) -> Problems:
+        positive = (
+            "learning_rate",
+            "batch_size",
+            "eval_batch_size",
+            "epochs",
+            "logging_steps",
+            "save_total_limit",
+            "gradient_accumulation_steps",
+            "max_grad_norm",
+        )
+        found = [
+            (key, f"must be > 0, got {getattr(self, key)}") for key in positive if getattr(self, key) <= 0
+        ]
+        checks = (
+            (self.max_steps == -1 or self.max_steps > 0, "max_steps", "must be -1 or > 0"),
+            (0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)"),
+            (self.weight_decay >= 0, "weight_decay", "must be >= 0"),
+            (self.eval_steps is None or self.eval_steps > 0, "eval_steps", "must be > 0 or null"),
+            (
+                self.early_stopping_patience is None or self.early_stopping_patience > 0,
+                "early_stopping_patience",
+                "must be > 0 or null",
+            ),
+            (self.dataloader_num_workers >= 0, "dataloader_num_workers", "must be >= 0"),
+            (not (self.bf16 and self.fp16), "fp16", "choose one of training.bf16 and fp16"),
+            (
+                self.report_to != "tensorboard" or importlib.util.find_spec("tensorboard") is not None,
+                "report_to",
+                "tensorboard is not installed: pip install tensorboard",
+            ),
+        )
+        return found + [(key, message) for ok, key, message in checks if not ok]
 
 
 @dataclass
 class OutputConfig:
-    """Where a run writes its checkpoint, reports and plots."""
+    """Where a run writes its checkpoint, reports and plots.
 
-    dir: str = "runs/tiny"
+    Read by `training.train` (see `run_dir` for what the directory holds)."""
+
+    dir: str = field(
+        default="runs/tiny",
+        metadata={
+            "help": "the run directory: checkpoint, model card, reports, plots, checkpoints/ while training"
+        },
+    )
+
+    def problems(self) -> Problems:
+        return [] if self.dir.strip() else [("dir", "must not be empty")]
 
 
 @dataclass
@@ -133,6 +376,104 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def problems(self, check_files: bool = True) -> Problems:
+        """Every value problem, dotted keys: each section's own, then those across sections."""
+        found = [
+            (f"{f.name}.{key}", message)
+            for f in dataclasses.fields(self)
+            for key, message in getattr(self, f.name).problems()
+        ]
+        head = self.model.head
+        reserved = head.reserved(self.data.labels)
+        if reserved is not None:
+            found.append(
+                ("data.labels", f"{reserved!r} is reserved for the implicit class of {head.mode} mode")
+            )
+        if self.training.pos_weight and not head.takes_pos_weight:
+            found.append(("training.pos_weight", f"applies to multi_label mode, not {head.mode}"))
+        if check_files:
+            found += [(f"data.{key}", message) for key, message in self.data.missing_files()]
+        return found
+
+
+def schema(cls: type = Config, prefix: str = "") -> list[Key]:
+    """Every leaf key of the config, in order, with its type, default and help."""
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        dotted = f"{prefix}.{f.name}" if prefix else f.name
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys += schema(hints[f.name], dotted)
+        else:
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+            keys.append(Key(dotted, _type_name(hints[f.name]), default, f.metadata["help"]))
+    return keys
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key as the help and docs/config.md describe it."""
+
+    name: str
+    type: str
+    default: Any
+    help: str
+
+    @property
+    def default_yaml(self) -> str:
+        """The default as it would be written in YAML."""
+        text = yaml.safe_dump(self.default, default_flow_style=True, width=10_000).strip()
+        return text.removesuffix("...").strip()
+
+
+def _type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(hint))
+    if origin is Literal:
+        return "one of " + ", ".join(typing.get_args(hint))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(hint)[0])}"
+    return hint.__name__
+
+
+def keys_help(width: int = 100) -> str:
+    """Every config key, for `--help`: name, type and default, then what it does."""
+    lines = []
+    for key in schema():
+        lines.append(f"  {key.name} ({key.type}; default {key.default_yaml})")
+        lines += textwrap.wrap(key.help, width, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return "\n".join(lines)
+
+
+def keys_markdown() -> str:
+    """docs/config.md: every key of the schema, by section."""
+    lines = [
+        "# Config keys",
+        "",
+        "Generated from the schema in `src/vitopic/config.py` (`VITOPIC_WRITE_DOCS=1 python -m pytest "
+        "tests/test_config.py`); the tests fail when this page no longer matches it. The same text is "
+        "printed by `vitopic train --help`. Set a key in the YAML file's section or on the command line "
+        "as `section.key=value` (a YAML value: `null`, `true`, `[a, b]`).",
+    ]
+    section = None
+    for key in schema():
+        name = key.name.split(".")[0]
+        if name != section:
+            section = name
+            cls = typing.get_type_hints(Config)[name]
+            lines += [
+                "",
+                f"## `{name}`",
+                "",
+                " ".join(inspect.cleandoc(cls.__doc__).split()),
+                "",
+                "| key | type | default | what it does |",
+                "|---|---|---|---|",
+            ]
+        lines.append(f"| `{key.name}` | {key.type} | `{key.default_yaml}` | {key.help} |")
+    return "\n".join(lines) + "\n"
 
 
 def _check_type(value: Any, hint: Any, source: str, key: str) -> Any:
@@ -188,76 +529,6 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
     return cls(**kwargs)
 
 
-def _validate(cfg: Config, source: str, check_files: bool) -> None:
-    """Value checks that types alone cannot express."""
-
-    def require(ok: bool, key: str, message: str) -> None:
-        if not ok:
-            raise ConfigError(source, key, message)
-
-    labels = cfg.data.labels
-    require(len(labels) > 0, "data.labels", "must name at least one label")
-    require(len(set(labels)) == len(labels), "data.labels", "labels must be unique")
-    require(
-        all(lab.strip() and lab == lab.strip() for lab in labels),
-        "data.labels",
-        "labels must be non-empty names without surrounding spaces",
-    )
-    head = cfg.model.head
-    reserved = head.reserved(labels)
-    require(
-        reserved is None,
-        "data.labels",
-        f"{reserved!r} is reserved for the implicit class of {head.mode} mode",
-    )
-    t = cfg.training
-    require(t.learning_rate > 0, "training.learning_rate", f"must be > 0, got {t.learning_rate}")
-    require(t.batch_size > 0, "training.batch_size", f"must be > 0, got {t.batch_size}")
-    require(t.eval_batch_size > 0, "training.eval_batch_size", "must be > 0")
-    require(t.epochs > 0, "training.epochs", f"must be > 0, got {t.epochs}")
-    require(t.max_steps == -1 or t.max_steps > 0, "training.max_steps", "must be -1 or > 0")
-    require(0 <= t.warmup_ratio < 1, "training.warmup_ratio", "must be in [0, 1)")
-    require(t.weight_decay >= 0, "training.weight_decay", "must be >= 0")
-    require(t.eval_steps is None or t.eval_steps > 0, "training.eval_steps", "must be > 0 or null")
-    require(t.logging_steps > 0, "training.logging_steps", "must be > 0")
-    require(t.save_total_limit > 0, "training.save_total_limit", "must be > 0")
-    require(t.gradient_accumulation_steps > 0, "training.gradient_accumulation_steps", "must be > 0")
-    require(t.max_grad_norm > 0, "training.max_grad_norm", "must be > 0")
-    require(t.dataloader_num_workers >= 0, "training.dataloader_num_workers", "must be >= 0")
-    require(not (t.bf16 and t.fp16), "training.fp16", "choose one of training.bf16 and fp16")
-    require(
-        t.report_to != "tensorboard" or importlib.util.find_spec("tensorboard") is not None,
-        "training.report_to",
-        "tensorboard is not installed: pip install tensorboard",
-    )
-    require(
-        t.early_stopping_patience is None or t.early_stopping_patience > 0,
-        "training.early_stopping_patience",
-        "must be > 0 or null",
-    )
-    require(
-        MIN_MAX_LENGTH <= cfg.text.max_length <= PHOBERT_MAX_LENGTH,
-        "text.max_length",
-        f"must be in {MIN_MAX_LENGTH}..{PHOBERT_MAX_LENGTH} (PhoBERT has 258 positions; "
-        "<s> and </s> take two)",
-    )
-    m = cfg.model
-    require(
-        m.hidden_size % m.num_attention_heads == 0,
-        "model.hidden_size",
-        "must be divisible by model.num_attention_heads",
-    )
-    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "bpe_merges"):
-        require(getattr(m, key) > 0, f"model.{key}", "must be > 0")
-    require(0 <= m.dropout < 1, "model.dropout", "must be in [0, 1)")
-    require(bool(cfg.output.dir.strip()), "output.dir", "must not be empty")
-    if check_files:
-        for key in ("train_file", "dev_file", "test_file", "seed_file"):
-            name = getattr(cfg.data, key)
-            if name is not None and not cfg.data.path(name).exists():
-                require(False, f"data.{key}", f"file not found: {cfg.data.path(name)}")
-
-
 class _DuplicateKeyError(yaml.YAMLError):
     def __init__(self, key: str, line: int):
         super().__init__(f"duplicate key {key!r}")
@@ -310,7 +581,8 @@ def load_config(
     overrides: list[str] | tuple[str, ...] = (),
     check_files: bool = True,
 ) -> Config:
-    """Load, override and validate a config; raise ConfigError naming file and key on any problem."""
+    """Load, override and validate a config. A ConfigError names the file and key: the first type
+    problem, or every value problem at once."""
     source = str(path) if path is not None else "<defaults>"
     data: dict[str, Any] = {}
     if path is not None:
@@ -338,7 +610,9 @@ def load_config(
                 raise ConfigError(source, ".".join(keys), "cannot override inside a non-mapping")
         node[keys[-1]] = value
     cfg = _build(Config, data, source, "")
-    _validate(cfg, source, check_files)
+    problems = cfg.problems(check_files)
+    if problems:
+        raise ConfigError(source, *problems[0], *problems[1:])
     return cfg
 
 

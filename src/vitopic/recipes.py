@@ -21,7 +21,7 @@ def run_baseline(
 ) -> dict[str, Metrics]:
     """Fit TF-IDF + LR on train (thresholds on dev); its metrics, and the keyword rules', on dev,
     test and any `extra` labeled files."""
-    splits = splits or Splits.load(cfg)
+    splits = splits or Splits.load(cfg.data)
     labels = cfg.data.labels
     model = TfidfBaseline(labels, cfg.training.seed).fit(splits.train, splits.dev)
     named = {
@@ -43,7 +43,7 @@ def train_recipe(cfg: Config, resume: bool = False, overwrite: bool = False, ver
     A model that loses to TF-IDF + LR on dev, or gives nearly all of dev one label set, is saved
     but flagged: the last line printed, report.md, the model card and metrics.json say so.
     """
-    splits = Splits.load(cfg)
+    splits = Splits.load(cfg.data)
     result = train(cfg, resume=resume, splits=splits, overwrite=overwrite, verbose=verbose)
     if process_state().is_main_process:
         seed_rows = None

@@ -28,7 +28,7 @@ from transformers.utils import logging as transformers_logging
 from vitopic.base_model import BaseModel, fetch_base_model
 from vitopic.bpe import learn_phobert_tokenizer
 from vitopic.checkpoint import Metadata
-from vitopic.config import Config, ConfigError, save_config
+from vitopic.config import Config, ConfigError, DataConfig, TrainingConfig, save_config
 from vitopic.data import DataError, Example, multi_hot, read_examples
 from vitopic.errors import VitopicError
 from vitopic.evaluation import evaluate_examples
@@ -62,25 +62,25 @@ class Splits:
     seed: list[Example] | None
 
     @classmethod
-    def load(cls, cfg: Config) -> Splits:
-        d = cfg.data
+    def load(cls, data: DataConfig) -> Splits:
+        """Read the split files `data` names (with its labels) and check them."""
 
         def read(name: str | None) -> list[Example] | None:
-            return read_examples(d.path(name), d.labels) if name else None
+            return read_examples(data.path(name), data.labels) if name else None
 
-        splits = cls(read(d.train_file), read(d.dev_file), read(d.test_file), read(d.seed_file))
-        splits.check(cfg)
+        splits = cls(read(data.train_file), read(data.dev_file), read(data.test_file), read(data.seed_file))
+        splits.check(data)
         return splits
 
-    def check(self, cfg: Config) -> None:
+    def check(self, data: DataConfig) -> None:
         """Enough data to learn from: DataError naming the file otherwise, before any training."""
-        train_path = cfg.data.path(cfg.data.train_file)
+        train_path = data.path(data.train_file)
         if len(self.train) < MIN_TRAIN_EXAMPLES:
             raise DataError(
                 f"{train_path}: {len(self.train)} example(s); training needs at least {MIN_TRAIN_EXAMPLES}"
             )
-        counts = multi_hot(self.train, cfg.data.labels).sum(0)
-        missing = [lab for lab, n in zip(cfg.data.labels, counts, strict=True) if not n]
+        counts = multi_hot(self.train, data.labels).sum(0)
+        missing = [lab for lab, n in zip(data.labels, counts, strict=True) if not n]
         if missing:
             raise DataError(
                 f"{train_path}: no example of label(s) {missing}; the model cannot "
@@ -197,11 +197,11 @@ def _compute_metrics(labels: list[str], head: Head):
     return compute
 
 
-def training_arguments(cfg: Config, verbose: bool = False) -> TrainingArguments:
-    t = cfg.training
+def training_arguments(t: TrainingConfig, run_dir: str | Path, verbose: bool = False) -> TrainingArguments:
+    """Trainer's arguments from the `training` section; its checkpoints go under `run_dir`."""
     every = "steps" if t.eval_steps else "epoch"
     return TrainingArguments(
-        output_dir=str(Path(cfg.output.dir) / TRAINER_DIR),
+        output_dir=str(Path(run_dir) / TRAINER_DIR),
         learning_rate=t.learning_rate,
         per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.eval_batch_size,
@@ -297,7 +297,7 @@ def train(
         transformers_logging.disable_progress_bar()  # "Writing model shards" at every save
     try:
         with locked(out) if state.is_main_process else nullcontext():
-            return _train(cfg, state, out, checkpoint, splits or Splits.load(cfg), verbose)
+            return _train(cfg, state, out, checkpoint, splits or Splits.load(cfg.data), verbose)
     finally:
         if bars:
             transformers_logging.enable_progress_bar()
@@ -330,7 +330,7 @@ def _train(
             callbacks.append(EarlyStoppingCallback(cfg.training.early_stopping_patience))
         trainer = TopicTrainer(
             model=model,
-            args=training_arguments(cfg, verbose),
+            args=training_arguments(cfg.training, out, verbose),
             train_dataset=data["train"],
             eval_dataset=data["dev"],
             processing_class=tokenizer,
