@@ -64,3 +64,18 @@ def place_in_hub_cache(model_dir: Path, cache: Path, repo_id: str) -> str:
 
     place_snapshot(cache, repo_id, {p.name: p.read_bytes() for p in checkpoint_files(model_dir)})
     return repo_id
+
+
+def spy_on_pos_weight(patch) -> list:
+    """Record the `pos_weight` of every BCE loss computed while `patch` (a MonkeyPatch) holds."""
+    import torch
+
+    seen: list = []
+    real = torch.nn.functional.binary_cross_entropy_with_logits
+
+    def spy(*args, pos_weight=None, **kwargs):
+        seen.append(pos_weight)
+        return real(*args, pos_weight=pos_weight, **kwargs)
+
+    patch.setattr(torch.nn.functional, "binary_cross_entropy_with_logits", spy)
+    return seen

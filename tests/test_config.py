@@ -3,7 +3,7 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import DATA, ROOT, TINY
+from helpers import DATA, ROOT
 
 from vitopic.cli import main
 from vitopic.config import Config, ConfigError, keys_markdown, load_config, schema
@@ -131,34 +131,6 @@ def test_phobert_config_headers_say_license_segmenter_and_cost():
             "peak RSS",
         ):
             assert needed in header, (name, needed)
-
-
-def test_trainer_options_reach_training_arguments(tmp_path):
-
-    from vitopic.training import training_arguments
-
-    cfg = load_config(
-        TINY,
-        [
-            f"output.dir={tmp_path}",
-            "training.gradient_accumulation_steps=4",
-            "training.lr_scheduler_type=cosine",
-            "training.max_grad_norm=0.5",
-            "training.group_by_length=true",
-            "training.report_to=tensorboard",
-            "training.dataloader_num_workers=2",
-            "training.torch_compile=true",
-        ],
-    )
-    args = training_arguments(cfg.training, cfg.output.dir)
-    assert args.gradient_accumulation_steps == 4 and args.max_grad_norm == 0.5
-    assert args.lr_scheduler_type.value == "cosine"
-    assert args.train_sampling_strategy == "group_by_length"
-    assert args.report_to == ["tensorboard"] and args.dataloader_num_workers == 2
-    assert args.torch_compile and not args.fp16
-    default = training_arguments(load_config(TINY).training, tmp_path)
-    assert default.report_to == []
-    assert default.train_sampling_strategy == "random" and default.gradient_accumulation_steps == 1
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,8 @@ import time
 import numpy as np
 import pytest
 import torch
-import yaml
 from accelerate import PartialState
-from helpers import DATA, LABELS, ROOT, TINY, VITOPIC, quick, tiny_overrides
+from helpers import DATA, LABELS, ROOT, TINY, VITOPIC, quick, spy_on_pos_weight, tiny_overrides
 from transformers import Trainer, TrainingArguments
 
 from vitopic import TopicClassifier
@@ -46,14 +45,7 @@ def test_single_label_mode(tmp_path):
 def test_pos_weight_is_negatives_over_positives_and_reaches_the_loss(tmp_path, monkeypatch):
     targets = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [0, 0, 0]], dtype=np.float32)
     assert pos_weight_from(targets).tolist() == [1.0, 3.0, 1.0]
-    seen: list = []
-    real = torch.nn.functional.binary_cross_entropy_with_logits
-
-    def spy(*args, pos_weight=None, **kwargs):
-        seen.append(pos_weight)
-        return real(*args, pos_weight=pos_weight, **kwargs)
-
-    monkeypatch.setattr(torch.nn.functional, "binary_cross_entropy_with_logits", spy)
+    seen = spy_on_pos_weight(monkeypatch)
     cfg = quick(tmp_path / "p", "training.pos_weight=true", "training.max_steps=20")
     result = train(cfg)
     expected = pos_weight_from(multi_hot(read_jsonl(DATA / "train.jsonl", LABELS), LABELS))
@@ -188,15 +180,6 @@ def test_a_diverging_run_stops_with_a_clear_error_and_saves_nothing(tmp_path, mo
     with pytest.raises(TrainingDivergedError, match="training loss became nan at step 20"):
         train(quick(out, "training.logging_steps=20"))
     assert not (out / "vitopic.json").exists() and not (out / "model.safetensors").exists()
-
-
-@pytest.mark.slow
-def test_model_license_reaches_the_card(tmp_path):
-    from vitopic.recipes import train_recipe
-
-    out = train_recipe(quick(tmp_path / "run", "model.license=apache-2.0"))
-    header = yaml.safe_load((out / "README.md").read_text("utf-8").split("---")[1])
-    assert header["license"] == "apache-2.0"
 
 
 @pytest.mark.slow
