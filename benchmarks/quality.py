@@ -42,7 +42,7 @@ def main() -> None:
 
     cfg = load_config(args.config, args.overrides)
     labels = cfg.data.labels
-    splits = Splits.load(cfg)
+    splits = Splits.load(cfg.data)
     named = {"test": splits.test, **{Path(p).stem: read_jsonl(p, labels) for p in args.eval}}
     baseline = run_baseline(cfg, args.eval, splits)
     rows: dict[str, list[float]] = {
