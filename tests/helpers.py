@@ -4,7 +4,7 @@ import json
 import sys
 from pathlib import Path
 
-from vitopic.config import DEFAULT_LABELS
+from vitopic.labels import DEFAULT_LABELS
 
 LABELS = list(DEFAULT_LABELS)
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,8 @@ from hub_replica import place_snapshot
 from safetensors.torch import load_file, save_file
 
 from vitopic import TopicClassifier
-from vitopic.checkpoint import CheckpointError, load_model, open_checkpoint, resolve
+from vitopic.checkpoint import CheckpointError, load_model, open_checkpoint
+from vitopic.hub import resolve
 
 GAZA = "Israel không kích Rafah ở miền nam Dải Gaza."
 SENTINEL = "SENTINEL-OUTSIDE-THE-CHECKPOINT"
@@ -361,7 +362,7 @@ def no_hub(monkeypatch, tmp_path):
     def fail(*args, **kwargs):
         raise AssertionError("the Hub was contacted")
 
-    monkeypatch.setattr("vitopic.checkpoint.snapshot_download", fail)
+    monkeypatch.setattr("vitopic.hub.snapshot_download", fail)
 
 
 @pytest.mark.parametrize(

@@ -246,5 +246,5 @@ def test_the_hubs_answers_become_one_line_errors(monkeypatch, error, says):
             raise error("network unreachable")
         raise error("refused", response=SimpleNamespace(headers={}, status_code=404, request=None))
 
-    monkeypatch.setattr("vitopic.base_model.hf_hub_download", refuse)
+    monkeypatch.setattr("vitopic.hub.hf_hub_download", refuse)
     assert says in _one_line_error("vinai/phobert-base", revision="main")

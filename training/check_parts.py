@@ -10,9 +10,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from vitopic.config import DEFAULT_LABELS
 from vitopic.data import DataError, read_jsonl
 from vitopic.datacheck import near_duplicate_pairs
+from vitopic.labels import DEFAULT_LABELS
 
 PARTS = Path(__file__).parent / "data" / "parts"
 

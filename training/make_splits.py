@@ -11,9 +11,9 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from vitopic.config import DEFAULT_LABELS
 from vitopic.data import read_jsonl
 from vitopic.datacheck import near_duplicate_pairs
+from vitopic.labels import DEFAULT_LABELS
 
 DATA = Path(__file__).parent / "data"
 FRACTIONS = {"train": 0.8, "dev": 0.1, "test": 0.1}

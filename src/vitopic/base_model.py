@@ -16,18 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from huggingface_hub import constants, hf_hub_download
-from huggingface_hub.errors import (
-    EntryNotFoundError,
-    GatedRepoError,
-    HFValidationError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
 from transformers import AutoModelForSequenceClassification, PhobertTokenizer, PreTrainedModel
 
 from vitopic.checkpoint import CONFIG_FILE, PICKLE_WEIGHTS, SAFE_WEIGHTS, TOKENIZER_FILES
 from vitopic.errors import VitopicError
+from vitopic.hub import HubError, download_file, where
 
 WEIGHTS = {"safetensors": SAFE_WEIGHTS, "pickle": PICKLE_WEIGHTS}
 
@@ -69,14 +62,10 @@ class BaseModel:
             )
         except pickle.UnpicklingError as err:
             raise BaseModelError(
-                f"{_where(self.name, self.revision)}: pytorch_model.bin holds objects beyond tensors "
+                f"{where(self.name, self.revision)}: pytorch_model.bin holds objects beyond tensors "
                 "(a pickle that would run code when loaded); refused, nothing in it was executed. Use "
                 "a revision with model.safetensors (model.revision=...) or a trusted conversion."
             ) from err
-
-
-def _where(name: str, revision: str | None) -> str:
-    return f"{name}@{revision}" if revision else name
 
 
 def fetch_base_model(name_or_path: str, revision: str | None = None) -> BaseModel:
@@ -93,7 +82,10 @@ def fetch_base_model(name_or_path: str, revision: str | None = None) -> BaseMode
     else:
 
         def get(name: str, optional: bool = False) -> Path | None:
-            return _download(name_or_path, revision, name, optional)
+            try:
+                return download_file(name_or_path, revision, name, optional, _needs(name))
+            except HubError as err:
+                raise BaseModelError(str(err)) from err
 
     for name in (CONFIG_FILE, *TOKENIZER_FILES):
         directory = get(name).parent
@@ -105,7 +97,7 @@ def fetch_base_model(name_or_path: str, revision: str | None = None) -> BaseMode
                 get(shard)
             return BaseModel(str(name_or_path), revision, directory, fmt)
     raise BaseModelError(
-        f"{_where(name_or_path, revision)}: no model.safetensors or "
+        f"{where(name_or_path, revision)}: no model.safetensors or "
         "pytorch_model.bin at this revision; set model.revision to one that holds "
         "the weights"
     )
@@ -113,46 +105,3 @@ def fetch_base_model(name_or_path: str, revision: str | None = None) -> BaseMode
 
 def _needs(name: str) -> str:
     return " (PhoBERT's tokenizer needs vocab.txt and bpe.codes)" if name in TOKENIZER_FILES else ""
-
-
-# What to tell the user for each Hub error (GatedRepoError before its base class).
-_HUB_ERRORS = (
-    (GatedRepoError, "gated repository; accept its terms on the Hub and log in with `hf auth login`"),
-    (
-        RepositoryNotFoundError,
-        "no such model repository on the Hub (or it is private: log in with "
-        "`hf auth login`); check model.name_or_path",
-    ),
-    (
-        RevisionNotFoundError,
-        "revision not found; use a branch, tag, commit hash or refs/pr/N in model.revision",
-    ),
-)
-
-
-def _download(repo: str, revision: str | None, filename: str, optional: bool = False) -> Path | None:
-    """One file of a Hub repo through huggingface_hub's cache; None for a missing optional file."""
-    where = _where(repo, revision)
-    try:
-        return Path(hf_hub_download(repo, filename, revision=revision))
-    except EntryNotFoundError as err:
-        if optional:
-            return None
-        offline = (
-            " in the local cache (HF_HUB_OFFLINE is set: download it once with Hub access, "
-            "or unset HF_HUB_OFFLINE)"
-            if constants.HF_HUB_OFFLINE
-            else ""
-        )
-        raise BaseModelError(
-            f"{where}: {filename} not found at this revision{_needs(filename)}{offline}"
-        ) from err
-    except HFValidationError as err:
-        raise BaseModelError(f"{repo}: not a local directory and not a valid Hub id (org/name)") from err
-    except OSError as err:  # the Hub's answers, network failures, offline mode with nothing cached
-        message = next(
-            (text for cls, text in _HUB_ERRORS if isinstance(err, cls)),
-            f"could not fetch {filename} from the Hub ({type(err).__name__}); check the "
-            "connection, or set HF_HUB_OFFLINE=1 to use the local cache",
-        )
-        raise BaseModelError(f"{where}: {message}") from err

@@ -1,4 +1,5 @@
-"""Checkpoint files: vitopic's metadata beside an ordinary transformers checkpoint, and safe resolution.
+"""Checkpoint files: vitopic's metadata beside an ordinary transformers checkpoint, checked before use
+(fetching one from the Hub is `vitopic.hub.resolve`).
 
 `vitopic.json` holds what plain transformers does not know (text preparation, thresholds). It is
 written last, atomically, so its presence marks a finished checkpoint. `open_checkpoint` checks a
@@ -16,9 +17,6 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 import torch
-from huggingface_hub import constants, snapshot_download
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
-from huggingface_hub.utils import validate_repo_id
 from safetensors import SafetensorError, safe_open
 from transformers import (
     AutoModelForSequenceClassification,
@@ -212,38 +210,6 @@ def load_model(directory: str | Path) -> PreTrainedModel:
                 f"{_weight_files(Path(directory))[0]}: tensor {name} holds NaN or infinite values"
             )
     return model
-
-
-def resolve(name_or_path: str | Path, revision: str | None = None) -> Path:
-    """A local checkpoint dir, or a Hub id fetched through huggingface_hub's download and cache."""
-    text = str(name_or_path)
-    local = Path(name_or_path).expanduser()
-    if local.is_dir():
-        return local
-    if local.exists():
-        raise CheckpointError(f"{text}: not a directory (a checkpoint is a directory of files)")
-    if text.startswith((".", "/", "~")) or text.count(os.sep) > 1:
-        raise CheckpointError(f"{text}: no such directory (neither a local directory nor a Hub id)")
-    if not _is_hub_id(text):
-        raise CheckpointError(f"{text}: not a local directory and not a valid Hub id (org/name)")
-    try:
-        return Path(snapshot_download(text, revision=revision, allow_patterns=CHECKPOINT_PATTERNS))
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as err:
-        offline = (
-            " (HF_HUB_OFFLINE is set: only the local cache was searched)" if constants.HF_HUB_OFFLINE else ""
-        )
-        raise CheckpointError(
-            f"{text}: could not be fetched from the Hub{offline}: {type(err).__name__}"
-        ) from err
-
-
-def _is_hub_id(text: str) -> bool:
-    """`org/name`, spelled as huggingface_hub allows."""
-    try:
-        validate_repo_id(text)
-    except HFValidationError:
-        return False
-    return text.count("/") == 1
 
 
 def _read_json(path: Path, required: bool = True) -> dict:

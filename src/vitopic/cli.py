@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import NoReturn
 
 from vitopic import __version__
-from vitopic.config import DEFAULT_LABELS, ConfigError, keys_help, load_config
+from vitopic.config import ConfigError, keys_help, load_config
 from vitopic.data import DataError
 from vitopic.errors import VitopicError, one_line
+from vitopic.labels import DEFAULT_LABELS
 from vitopic.options import BACKENDS, SEGMENTERS, SPLITS
 from vitopic.prediction_io import FORMATS
 

@@ -18,9 +18,9 @@ import yaml
 
 from vitopic.errors import VitopicError
 from vitopic.heads import Head, head_for
+from vitopic.labels import DEFAULT_LABELS
 from vitopic.options import Mode, SegmenterName
 
-DEFAULT_LABELS = ("ukraine_aid", "gaza", "nato")
 PHOBERT_MAX_LENGTH = 256
 MIN_MAX_LENGTH = 8  # <s> and </s> take two positions; a piece must leave room for some text
 

@@ -10,6 +10,7 @@ from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from vitopic.checkpoint import Metadata
+from vitopic.labels import label
 from vitopic.metrics import Metrics
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
@@ -19,14 +20,6 @@ BASE_LICENSES = {
     "vinai/phobert-base": "mit",
     "vinai/phobert-large": "mit",
     "vinai/phobert-base-v2": "agpl-3.0",
-}
-LABEL_DEFINITIONS = {
-    "ukraine_aid": "the war in Ukraine and support for Ukraine: aid, weapons, sanctions and diplomacy "
-    "tied to the war, the fighting itself",
-    "gaza": "the Israel–Hamas war and Gaza: fighting, casualties, humanitarian aid, hostages, ceasefire "
-    "talks, ICJ/ICC cases, reconstruction",
-    "nato": "NATO or its Secretary General as actor or subject: summits, enlargement, spending targets, "
-    "Article 5, exercises, Ukraine's membership",
 }
 LICENSE_NOTES = {
     "mit": "MIT: the license of PhoBERT-base and PhoBERT-large, and of vitopic itself (which "
@@ -143,10 +136,7 @@ def render_card(
         else "a PhoBERT-shaped RoBERTa trained from scratch",
         label_table="\n".join(
             ["| label | means |", "|---|---|"]
-            + [
-                f"| `{lab}` | {LABEL_DEFINITIONS.get(lab, 'see the training data card')} |"
-                for lab in meta.labels
-            ]
+            + [f"| `{lab}` | {label(lab).description} |" for lab in meta.labels]
         ),
         label_list=", ".join(f"`{lab}`" for lab in meta.labels),
         thresholds=", ".join(f"`{lab}` {t:.2f}" for lab, t in zip(meta.labels, meta.thresholds, strict=False))

@@ -21,9 +21,9 @@ from vitopic.checkpoint import (
     Metadata,
     load_model,
     open_checkpoint,
-    resolve,
 )
 from vitopic.heads import Head
+from vitopic.hub import resolve
 from vitopic.options import BACKENDS, SPLITS, Backend, Split
 from vitopic.text import check_unicode, prepare, split_sentences
 
