@@ -1,8 +1,11 @@
 """What the tests share besides fixtures: paths, the label set, quick configs, checkpoint edits."""
 
+import contextlib
+import io
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from vitopic.labels import DEFAULT_LABELS
 
@@ -10,7 +13,31 @@ LABELS = list(DEFAULT_LABELS)
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "configs" / "tiny.yaml"
 DATA = ROOT / "training" / "data"
-VITOPIC = [sys.executable, "-m", "vitopic.cli"]  # the CLI as a real process
+VITOPIC = [sys.executable, "-m", "vitopic.cli"]  # the CLI as a real process (signals, servers)
+VITOPIC_SCRIPT = Path(sys.executable).with_name("vitopic")  # the installed console script
+
+
+class Ran(NamedTuple):
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(*argv: str, stdin: str = "") -> Ran:
+    """`vitopic ARGV` in this process, as the console script runs it: the exit code (argparse's
+    SystemExit too), what it printed to stdout and stderr, with `stdin` as its input."""
+    from vitopic.cli import main
+
+    out, err, old_stdin = io.StringIO(), io.StringIO(), sys.stdin
+    sys.stdin = io.StringIO(stdin)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    finally:
+        sys.stdin = old_stdin
+    return Ran(code, out.getvalue(), err.getvalue())
 
 
 def tiny_overrides(out: Path, *extra: str) -> list[str]:

@@ -1,14 +1,18 @@
 """`vitopic evaluate` beyond metrics: wrong predictions, thresholds re-tuned on the file, the card."""
 
 import json
+import subprocess
+import sys
 
+import pytest
 import yaml
-from helpers import DATA
+from helpers import DATA, ROOT
 
 from vitopic.cli import main
 from vitopic.modelcard import validate_card
 
 TEST = str(DATA / "test.jsonl")
+TEST_LINES = (DATA / "test.jsonl").read_text("utf-8").splitlines(keepends=True)
 
 
 def evaluate(model, out, *options: str) -> int:
@@ -47,3 +51,20 @@ def test_save_needs_tuning_and_a_local_model(capsys):
     assert "give both" in capsys.readouterr().err
     assert main(["evaluate", "--model", "org/model", "--data", TEST, "--tune-thresholds", "--save"]) == 2
     assert "download it first" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_eval_recipe_as_a_script(trained_dir, tmp_path):
+    """training/eval.py's one run as a real process (the other tests call cli.main)."""
+    data = tmp_path / "few.jsonl"
+    data.write_text("".join(TEST_LINES[:40]), "utf-8")
+    done = subprocess.run(
+        [sys.executable, "training/eval.py", "--model", trained_dir, "--data", data, "--out", tmp_path],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "few.jsonl" in done.stdout and "macro-F1" in done.stdout
+    assert json.loads((tmp_path / "eval-few.json").read_text("utf-8"))["metrics"]["macro_f1"] > 0.5

@@ -1,10 +1,9 @@
 import json
 import re
-import subprocess
 import unicodedata
 
 import pytest
-from helpers import DATA, LABELS, ROOT, VITOPIC
+from helpers import DATA, LABELS, run_cli
 
 from vitopic.data import DataError, read_jsonl
 from vitopic.datacheck import check_corpus, near_duplicate_pairs
@@ -84,15 +83,10 @@ def test_data_check_cli_reports_cross_split_near_duplicates(tmp_path):
     first["text"] = first["text"].rstrip(".") + " !"
     with open(tmp_path / "dev.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(first, ensure_ascii=False) + "\n")
-    run = subprocess.run(
-        [*VITOPIC, "data", "check", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert run.returncode == 1
-    assert "near-duplicates across splits" in run.stdout
-    assert f"{tmp_path / 'dev'}.jsonl:2" in run.stdout
+    run = run_cli("data", "check", tmp_path)
+    assert run.code == 1
+    assert "near-duplicates across splits" in run.out
+    assert f"{tmp_path / 'dev'}.jsonl:2" in run.out
 
 
 def test_near_duplicates_are_found_and_distinct_sentences_are_not():

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
-from helpers import DATA, ROOT, VITOPIC
+from helpers import DATA, ROOT, Ran, run_cli
 from hub_replica import (
     PICKLE_MARKER,
     REMOTE_CODE_MARKER,
@@ -58,10 +58,10 @@ def offline_cache(hub, monkeypatch):
     return hub / "cache"
 
 
-def _train(hub, config, out, *extra):
-    cmd = [
-        sys.executable,
-        "training/train.py",
+def _train(hub, config, out, *extra, script=False) -> Ran:
+    """A short fine-tune from the replica cache (which `offline_cache` must point at): in this
+    process through cli.main, or, with `script`, as training/train.py in a real process."""
+    args = [
         "--config",
         f"configs/{config}.yaml",
         f"data.dir={hub / 'data'}",
@@ -72,8 +72,18 @@ def _train(hub, config, out, *extra):
         f"text.segmenter={SEGMENTER}",
         *extra,
     ]
+    if not script:
+        return run_cli("train", *args)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub / "cache")}
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "training/train.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return Ran(done.returncode, done.stdout, done.stderr)
 
 
 @pytest.mark.parametrize(
@@ -84,11 +94,14 @@ def _train(hub, config, out, *extra):
         pytest.param("phobert-large", marks=pytest.mark.slow),
     ],
 )
-def test_phobert_config_fine_tunes_from_the_hub_repo_as_it_is(hub, tmp_path, config):
+def test_phobert_config_fine_tunes_from_the_hub_repo_as_it_is(
+    hub, offline_cache, tmp_path, monkeypatch, config
+):
     repo_id = f"vinai/{config}"
     out = tmp_path / "run"
-    run = _train(hub, config, out)
-    assert run.returncode == 0, run.stderr[-3000:]
+    monkeypatch.chdir(ROOT)  # the configs' relative paths
+    run = _train(hub, config, out, script=config == "phobert-base")  # training/train.py's one real run
+    assert run.code == 0, run.err[-3000:]
     assert not (hub / "markers" / REMOTE_CODE_MARKER).exists()
 
     files = {p.name for p in out.iterdir()}
@@ -116,28 +129,16 @@ def test_phobert_config_fine_tunes_from_the_hub_repo_as_it_is(hub, tmp_path, con
 
 
 @pytest.mark.slow
-def test_run_metrics_equal_vitopic_evaluate(hub, tmp_path):
+def test_run_metrics_equal_vitopic_evaluate(hub, offline_cache, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    assert _train(hub, "phobert-base", out).returncode == 0
+    monkeypatch.chdir(ROOT)
+    assert _train(hub, "phobert-base", out).code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     for split in ("dev", "test"):
-        run = subprocess.run(
-            [
-                *VITOPIC,
-                "evaluate",
-                "--model",
-                str(out),
-                "--data",
-                str(hub / "data" / f"{split}.jsonl"),
-                "--out",
-                str(tmp_path / "eval"),
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        run = run_cli(
+            "evaluate", "--model", out, "--data", hub / "data" / f"{split}.jsonl", "--out", tmp_path / "eval"
         )
-        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.code == 0, run.err[-2000:]
         evaluated = json.loads((tmp_path / "eval" / f"eval-{split}.json").read_text())["metrics"]
         assert evaluated == metrics[split]
 
@@ -155,7 +156,7 @@ def test_a_conversion_revision_loads_safetensors(offline_cache):
         assert torch.equal(a, b), name
 
 
-def test_a_pickle_that_would_run_code_is_refused_unrun(hub, tmp_path):
+def test_a_pickle_that_would_run_code_is_refused_unrun(hub, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     build_phobert_replica(cache, "vinai/phobert-base", hub / "vocab", tmp_path, evil_pickle=True)
     evil = phobert_files("vinai/phobert-base", hub / "vocab", tmp_path / "proof", evil_pickle=True)[
@@ -166,27 +167,19 @@ def test_a_pickle_that_would_run_code_is_refused_unrun(hub, tmp_path):
     torch.load(tmp_path / "proof" / "evil.bin", weights_only=False)  # the danger is real ...
     assert (tmp_path / "proof" / PICKLE_MARKER).exists()
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
-    run = subprocess.run(
-        [
-            *VITOPIC,
-            "train",
-            "--config",
-            "configs/phobert-base.yaml",
-            f"data.dir={hub / 'data'}",
-            f"output.dir={tmp_path / 'out'}",
-            f"text.segmenter={SEGMENTER}",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
+    run = run_cli(
+        "train",
+        "--config",
+        ROOT / "configs" / "phobert-base.yaml",
+        f"data.dir={hub / 'data'}",
+        f"output.dir={tmp_path / 'out'}",
+        f"text.segmenter={SEGMENTER}",
     )
-    assert run.returncode == 2  # ... and vitopic never runs it
+    assert run.code == 2  # ... and vitopic never runs it
     assert not (tmp_path / PICKLE_MARKER).exists()
-    assert "would run code" in run.stderr and "Traceback" not in run.stderr
-    assert len(run.stderr.strip().splitlines()) == 1
+    assert "would run code" in run.err and "Traceback" not in run.err
+    assert len(run.err.strip().splitlines()) == 1
 
 
 def _one_line_error(*args, **kwargs) -> str:

@@ -2,10 +2,9 @@
 
 import dataclasses
 import json
-import subprocess
 
 import pytest
-from helpers import ROOT, TINY, VITOPIC, tiny_overrides
+from helpers import TINY, run_cli, tiny_overrides
 
 from vitopic.evaluation import quality_warnings
 from vitopic.metrics import Metrics
@@ -28,27 +27,23 @@ def test_quality_warnings_cover_both_failure_modes():
     ]
 
 
-def _cli(*args):
-    return subprocess.run([*VITOPIC, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
-
-
 @pytest.mark.slow
 def test_an_undertrained_model_is_flagged_and_not_pushed(tmp_path):
     out = tmp_path / "undertrained"
-    run = _cli(
-        "train", "--config", str(TINY), *tiny_overrides(out, "training.max_steps=3", "training.eval_steps=3")
+    run = run_cli(
+        "train", "--config", TINY, *tiny_overrides(out, "training.max_steps=3", "training.eval_steps=3")
     )
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.strip().splitlines()[-1].startswith("WARNING: this model is not worth using")
+    assert run.code == 0, run.err[-2000:]
+    assert run.out.strip().splitlines()[-1].startswith("WARNING: this model is not worth using")
     warnings = json.loads((out / "metrics.json").read_text())["quality_warnings"]
-    assert warnings and all(w in run.stdout for w in warnings)
+    assert warnings and all(w in run.out for w in warnings)
     for name in ("report.md", "README.md"):
         assert "not worth using" in (out / name).read_text()
 
-    refused = _cli("push-to-hub", "--model", str(out), "--repo", "org/name", "--dry-run")
-    assert refused.returncode == 2 and "--force" in refused.stderr
-    forced = _cli("push-to-hub", "--model", str(out), "--repo", "org/name", "--dry-run", "--force")
-    assert forced.returncode == 0, forced.stderr
+    refused = run_cli("push-to-hub", "--model", out, "--repo", "org/name", "--dry-run")
+    assert refused.code == 2 and "--force" in refused.err
+    forced = run_cli("push-to-hub", "--model", out, "--repo", "org/name", "--dry-run", "--force")
+    assert forced.code == 0, forced.err
 
 
 @pytest.mark.slow
@@ -72,5 +67,5 @@ def test_a_model_that_beats_the_baseline_is_not_flagged(tmp_path, monkeypatch, c
     assert json.loads((out / "metrics.json").read_text())["quality_warnings"] == []
     for name in ("report.md", "README.md"):
         assert "not worth using" not in (out / name).read_text()
-    pushed = _cli("push-to-hub", "--model", str(out), "--repo", "org/name", "--dry-run")
-    assert pushed.returncode == 0, pushed.stderr
+    pushed = run_cli("push-to-hub", "--model", out, "--repo", "org/name", "--dry-run")
+    assert pushed.code == 0, pushed.err

@@ -6,12 +6,9 @@ a plain run fails when the document no longer matches what the code does.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import re
-import sys
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,10 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import DATA, LABELS, ROOT, TINY, edit_json, edit_weights
+from helpers import DATA, LABELS, ROOT, TINY, edit_json, edit_weights, run_cli
 
 from vitopic import TopicClassifier
-from vitopic.cli import main
 from vitopic.config import ConfigError, load_config
 from vitopic.data import read_jsonl
 from vitopic.datacheck import check_corpus
@@ -158,16 +154,8 @@ def _cli(*argv: str, stdin: str = "", files: dict[str, bytes] | None = None) -> 
         for name, content in (files or {}).items():
             (ctx.tmp / name).write_bytes(content)
         args = [a.replace("{tmp}", str(ctx.tmp)).replace("{model}", str(ctx.model_dir)) for a in argv]
-        err, old_stdin = io.StringIO(), sys.stdin
-        sys.stdin = io.StringIO(stdin)
-        try:
-            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-                code = main(args)
-        except SystemExit as exit_:
-            code = exit_.code
-        finally:
-            sys.stdin = old_stdin
-        lines = [line for line in err.getvalue().splitlines() if line.strip()]
+        code, _, err = run_cli(*args, stdin=stdin)
+        lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) <= 1, lines  # one line, never a traceback
         return f"exit {code}: {lines[0] if lines else 'nothing on stderr'}"
 

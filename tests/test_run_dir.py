@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT, VITOPIC, quick
+from helpers import quick, run_cli
 
 import vitopic.training as training
 from vitopic import TopicClassifier
@@ -93,23 +93,9 @@ def test_predict_output_is_replaced_only_when_complete(trained_dir, tmp_path):
     target.write_text('{"previous": "result"}\n')
     bad = tmp_path / "in.jsonl"
     bad.write_text('{"text": "Gaza"}\n{"text": "Gaza \\ud800"}\n')  # a lone surrogate fails the write
-    run = subprocess.run(
-        [
-            *VITOPIC,
-            "predict",
-            "--model",
-            str(trained_dir),
-            "--input",
-            str(bad),
-            "--output",
-            str(target),
-            "--segmenter",
-            "none",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    run = run_cli(
+        "predict", "--model", trained_dir, "--input", bad, "--output", target, "--segmenter", "none"
     )
-    assert run.returncode != 0
+    assert run.code == 2 and "lone surrogate" in run.err, run.err
     assert target.read_text() == '{"previous": "result"}\n'
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from accelerate import PartialState
-from helpers import DATA, LABELS, ROOT, TINY, VITOPIC, quick, spy_on_pos_weight, tiny_overrides
+from helpers import DATA, LABELS, ROOT, TINY, VITOPIC, quick, run_cli, spy_on_pos_weight, tiny_overrides
 from transformers import Trainer, TrainingArguments
 
 from vitopic import TopicClassifier
@@ -126,21 +126,9 @@ def test_kill_then_resume_finishes_the_planned_steps(tmp_path):
 @pytest.mark.slow
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
     out = tmp_path / "fresh"
-    run = subprocess.run(
-        [
-            *VITOPIC,
-            "train",
-            "--config",
-            str(TINY),
-            *tiny_overrides(out),
-            "--resume",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert run.returncode == 2
-    assert "no checkpoint to resume from" in run.stderr
+    run = run_cli("train", "--config", TINY, *tiny_overrides(out), "--resume")
+    assert run.code == 2
+    assert "no checkpoint to resume from" in run.err
 
 
 @pytest.mark.slow
@@ -150,21 +138,9 @@ def test_data_errors_stop_training_before_any_model_loads(tmp_path):
     for split in ("dev", "test", "seed"):
         (bad / f"{split}.jsonl").write_text((DATA / f"{split}.jsonl").read_text("utf-8"), "utf-8")
     (bad / "train.jsonl").write_text('{"text": "ok", "labels": []}\n{"text": "x", "labels": ["war"]}\n')
-    run = subprocess.run(
-        [
-            *VITOPIC,
-            "train",
-            "--config",
-            str(TINY),
-            f"data.dir={bad}",
-            f"output.dir={tmp_path / 'o'}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert run.returncode == 2
-    assert f"{bad / 'train.jsonl'}:2: unknown label(s) ['war']" in run.stderr
+    run = run_cli("train", "--config", TINY, f"data.dir={bad}", f"output.dir={tmp_path / 'o'}")
+    assert run.code == 2
+    assert f"{bad / 'train.jsonl'}:2: unknown label(s) ['war']" in run.err
     assert not (tmp_path / "o" / "model.safetensors").exists()
 
 
