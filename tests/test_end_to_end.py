@@ -61,10 +61,10 @@ def test_reload_and_predict_learns_the_topics(classifier):
 
 def test_run_outputs(trained_dir):
     metrics = json.loads((trained_dir / "metrics.json").read_text())
-    assert {"dev", "test", "seed_predictions", "thresholds", "baseline"} <= set(metrics)
+    assert {"dev", "test", "showcase_predictions", "thresholds", "baseline"} <= set(metrics)
     assert 0 <= metrics["dev"]["macro_f1"] <= 1
-    assert len(metrics["seed_predictions"]) == 8
-    assert all("predicted" in row for row in metrics["seed_predictions"])
+    assert len(metrics["showcase_predictions"]) == 8
+    assert all("predicted" in row for row in metrics["showcase_predictions"])
     assert metrics["baseline"]["dev"]["macro_f1"] > 0.5
     for name in ("report.md", "config.yaml", "plots/pr-dev.png", "plots/loss.png"):
         assert (trained_dir / name).is_file(), name

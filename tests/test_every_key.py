@@ -41,7 +41,7 @@ def _corpus(root: Path, train: int, dev: int) -> Path:
     _subset(DATA / "train.jsonl", root / "train.jsonl", train)
     _subset(DATA / "dev.jsonl", root / "dev.jsonl", dev)
     _subset(DATA / "test.jsonl", root / "test.jsonl", 20)
-    _subset(DATA / "seed.jsonl", root / "seed.jsonl", 8)
+    _subset(DATA / "showcase.jsonl", root / "showcase.jsonl", 8)
     return root
 
 
@@ -256,10 +256,10 @@ def _(ctx):
     assert len(Splits.load(ctx.load("other-dev.jsonl").data).test) == 25
 
 
-@check("data.seed_file")
+@check("data.showcase_file")
 def _(ctx):
-    assert Splits.load(ctx.load("null").data).seed is None
-    assert len(Splits.load(ctx.load("other-dev.jsonl").data).seed) == 25
+    assert Splits.load(ctx.load("null").data).showcase is None
+    assert len(Splits.load(ctx.load("other-dev.jsonl").data).showcase) == 25
 
 
 @check("data.labels")

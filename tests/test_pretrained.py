@@ -43,7 +43,7 @@ def hub(tmp_path_factory):
         build_phobert_replica(root / "cache", repo_id, root / "vocab", root / "markers")
     data = root / "data"
     data.mkdir()
-    for split, n in (("train", 160), ("dev", 60), ("test", 60), ("seed", 8)):
+    for split, n in (("train", 160), ("dev", 60), ("test", 60), ("showcase", 8)):
         lines = (DATA / f"{split}.jsonl").read_text("utf-8").splitlines()
         lines = lines[:: max(len(lines) // n, 1)][:n]  # spread over the file: every label present
         (data / f"{split}.jsonl").write_text("\n".join(lines) + "\n", "utf-8")

@@ -11,7 +11,7 @@ from vitopic.bpe import learn_phobert_tokenizer
 from vitopic.options import SEGMENTERS
 from vitopic.text import SegmenterUnavailableError, is_segmented, normalize, prepare, split_sentences
 
-SEEDS = [json.loads(line)["text"] for line in (DATA / "seed.jsonl").read_text("utf-8").splitlines()]
+SHOWCASE = [json.loads(line)["text"] for line in (DATA / "showcase.jsonl").read_text("utf-8").splitlines()]
 BACKENDS = [
     "pyvi",
     "underthesea",
@@ -37,9 +37,9 @@ def test_every_segmenter_the_schema_offers_has_a_backend():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_backends_resegment_the_seed_sentences(backend):
-    raw = [s.replace("_", " ") for s in SEEDS]
-    gold = prepare(SEEDS, "none")
+def test_backends_resegment_the_showcase_sentences(backend):
+    raw = [s.replace("_", " ") for s in SHOWCASE]
+    gold = prepare(SHOWCASE, "none")
     segmented = prepare(raw, backend)
     scores = [word_f1(p, g) for p, g in zip(segmented, gold, strict=True)]
     assert min(scores) > 0.75, list(zip(scores, segmented, strict=True))
@@ -47,8 +47,8 @@ def test_backends_resegment_the_seed_sentences(backend):
 
 
 def test_pre_segmented_text_passes_through():
-    assert all(is_segmented(s) for s in SEEDS)
-    assert prepare(SEEDS, "pyvi") == prepare(SEEDS, "none")
+    assert all(is_segmented(s) for s in SHOWCASE)
+    assert prepare(SHOWCASE, "pyvi") == prepare(SHOWCASE, "none")
     assert prepare(["Tổng_thư_ký NATO Mark_Rutte ."], "pyvi") == ["Tổng_thư_ký NATO Mark_Rutte ."]
     assert not is_segmented("Hà Nội ngày 10/7") and not is_segmented("___ _x y_")
 
@@ -66,7 +66,7 @@ def test_nfc_and_nfd_give_identical_token_ids(tmp_path):
     assert nfc != nfd
     prepared = prepare([nfc, nfd], "pyvi")
     assert prepared[0] == prepared[1]
-    tokenizer = learn_phobert_tokenizer(prepare([*SEEDS, nfc], "pyvi"), tmp_path, merges=100)
+    tokenizer = learn_phobert_tokenizer(prepare([*SHOWCASE, nfc], "pyvi"), tmp_path, merges=100)
     ids = tokenizer(prepared)["input_ids"]
     assert ids[0] == ids[1] and tokenizer.unk_token_id not in ids[0]
 

@@ -135,7 +135,7 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
 def test_data_errors_stop_training_before_any_model_loads(tmp_path):
     bad = tmp_path / "data"
     bad.mkdir()
-    for split in ("dev", "test", "seed"):
+    for split in ("dev", "test", "showcase"):
         (bad / f"{split}.jsonl").write_text((DATA / f"{split}.jsonl").read_text("utf-8"), "utf-8")
     (bad / "train.jsonl").write_text('{"text": "ok", "labels": []}\n{"text": "x", "labels": ["war"]}\n')
     run = run_cli("train", "--config", TINY, f"data.dir={bad}", f"output.dir={tmp_path / 'o'}")

@@ -150,9 +150,12 @@ class DataConfig:
     test_file: str | None = field(
         default="test.jsonl", metadata={"help": "test split, used only for the reported metrics; null: none"}
     )
-    seed_file: str | None = field(
-        default="seed.jsonl",
-        metadata={"help": "sentences labeled in the report and metrics.json after training; null: none"},
+    showcase_file: str | None = field(
+        default="showcase.jsonl",
+        metadata={
+            "help": "a few sentences the trained model labels in report.md and metrics.json (kept out "
+            "of every split); null: none"
+        },
     )
     labels: list[str] = field(
         default_factory=lambda: list(DEFAULT_LABELS),
@@ -161,7 +164,7 @@ class DataConfig:
         },
     )
 
-    FILES: ClassVar[tuple[str, ...]] = ("train_file", "dev_file", "test_file", "seed_file")
+    FILES: ClassVar[tuple[str, ...]] = ("train_file", "dev_file", "test_file", "showcase_file")
 
     def path(self, name: str) -> Path:
         return Path(self.dir) / name

@@ -14,7 +14,7 @@ from vitopic.config import PHOBERT_MAX_LENGTH
 from vitopic.data import DataError, Example, read_jsonl
 from vitopic.text import normalize, prepare
 
-SPLITS = ("train", "dev", "test", "seed")
+SPLITS = ("train", "dev", "test", "showcase")
 NEAR_DUPLICATE_JACCARD = 0.6
 _WORD_RE = re.compile(r"\w+")
 
@@ -90,7 +90,7 @@ def check_corpus(
     for split in SPLITS:
         path = directory / f"{split}.jsonl"
         if not path.is_file():
-            if split != "seed":
+            if split != "showcase":
                 report.errors.append(f"{path}: missing split file")
             continue
         try:

@@ -38,7 +38,7 @@ def run_baseline(
 
 
 def train_recipe(cfg: Config, resume: bool = False, overwrite: bool = False, verbose: bool = False) -> Path:
-    """Train, save, reload the saved checkpoint to label the seed sentences, write the report.
+    """Train, save, reload the saved checkpoint to label the showcase sentences, write the report.
 
     A model that loses to TF-IDF + LR on dev, or gives nearly all of dev one label set, is saved
     but flagged: the last line printed, report.md, the model card and metrics.json say so.
@@ -46,18 +46,18 @@ def train_recipe(cfg: Config, resume: bool = False, overwrite: bool = False, ver
     splits = Splits.load(cfg.data)
     result = train(cfg, resume=resume, splits=splits, overwrite=overwrite, verbose=verbose)
     if process_state().is_main_process:
-        seed_rows = None
-        if splits.seed:
+        showcase_rows = None
+        if splits.showcase:
             clf = TopicClassifier.from_pretrained(result.output_dir)
-            seed_rows = evaluate_examples(clf, splits.seed)[3]
+            showcase_rows = evaluate_examples(clf, splits.showcase)[3]
         baseline = run_baseline(cfg, splits=splits)
         warnings = quality_warnings(result.dev, result.dev_rows, baseline.get("dev"))
         sizes = {
             name: len(getattr(splits, name))
-            for name in ("train", "dev", "test", "seed")
+            for name in ("train", "dev", "test", "showcase")
             if getattr(splits, name)
         }
-        write_run_outputs(cfg, result, seed_rows, baseline=baseline, warnings=warnings, data_sizes=sizes)
+        write_run_outputs(cfg, result, showcase_rows, baseline=baseline, warnings=warnings, data_sizes=sizes)
         for name, metrics in (("dev", result.dev), ("test", result.test)):
             if metrics:
                 print(metrics.format(name))

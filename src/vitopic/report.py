@@ -24,7 +24,7 @@ TRAINING = "training"  # metrics.json key: hyper-parameters, data sizes, version
 def write_run_outputs(
     cfg: Config,
     result: TrainResult,
-    seed_rows: list[dict] | None,
+    showcase_rows: list[dict] | None,
     baseline: dict[str, Metrics] | None = None,
     warnings: Sequence[str] = (),
     data_sizes: dict[str, int] | None = None,
@@ -50,7 +50,7 @@ def write_run_outputs(
     metrics = {
         "thresholds": dict(zip(meta.labels, meta.thresholds, strict=False)),
         **_as_json(results),
-        "seed_predictions": seed_rows or [],
+        "showcase_predictions": showcase_rows or [],
         "baseline": None if baseline is None else _as_json(baseline),
         QUALITY_WARNINGS: list(warnings),
         TRAINING: training,
@@ -75,11 +75,11 @@ def write_run_outputs(
     if baseline:
         lines += [r.format(f"baseline {baseline_label(key)}") for key, r in baseline.items()]
     lines += ["```", "", "![precision-recall](plots/pr-dev.png)", "", "![losses](plots/loss.png)"]
-    if seed_rows:
-        lines += ["", "## Seed sentences", "", "| text | gold | predicted |", "|---|---|---|"]
+    if showcase_rows:
+        lines += ["", "## Showcase sentences", "", "| text | gold | predicted |", "|---|---|---|"]
         lines += [
             f"| {_cell(r['text'])} | {', '.join(r['labels'])} | {', '.join(r['predicted'])} |"
-            for r in seed_rows
+            for r in showcase_rows
         ]
     paths["report"] = out / "report.md"
     paths["report"].write_text("\n".join(lines) + "\n", "utf-8")

@@ -54,12 +54,13 @@ MIN_TRAIN_EXAMPLES = 10
 
 @dataclass
 class Splits:
-    """The labeled splits named by the config (test and seed are optional)."""
+    """The labeled files named by the config: the splits, and the showcase sentences (test and
+    showcase are optional)."""
 
     train: list[Example]
     dev: list[Example]
     test: list[Example] | None
-    seed: list[Example] | None
+    showcase: list[Example] | None
 
     @classmethod
     def load(cls, data: DataConfig) -> Splits:
@@ -68,7 +69,9 @@ class Splits:
         def read(name: str | None) -> list[Example] | None:
             return read_examples(data.path(name), data.labels) if name else None
 
-        splits = cls(read(data.train_file), read(data.dev_file), read(data.test_file), read(data.seed_file))
+        splits = cls(
+            read(data.train_file), read(data.dev_file), read(data.test_file), read(data.showcase_file)
+        )
         splits.check(data)
         return splits
 
