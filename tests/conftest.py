@@ -21,12 +21,12 @@ if os.environ.get("CI"):
 
 @pytest.fixture(scope="session")
 def trained_dir(tmp_path_factory) -> Path:
-    """config -> train -> save, once per session, through the same recipe as `vitopic train`."""
+    """config -> train -> save, once per session, through the same workflow as `vitopic train`."""
     from vitopic.config import load_config
-    from vitopic.recipes import train_recipe
+    from vitopic.workflows import train_and_report
 
     out = tmp_path_factory.mktemp("run") / "tiny"
-    train_recipe(load_config(TINY, tiny_overrides(out)))
+    train_and_report(load_config(TINY, tiny_overrides(out)))
     return out
 
 

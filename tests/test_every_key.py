@@ -89,14 +89,14 @@ class Run:
 
 @pytest.fixture(scope="module")
 def run(corpus, tmp_path_factory) -> Run:
-    from vitopic.recipes import train_recipe
+    from vitopic.workflows import train_and_report
 
     tmp = tmp_path_factory.mktemp("run")
     values = [f"{key}={value.format(tmp=tmp)}" for key, value in RUN_VALUES.items()]
     cfg = load_config(None, [f"data.dir={corpus}", *RUN_STEPS, *values])
     with pytest.MonkeyPatch.context() as patch:
         seen = spy_on_pos_weight(patch)
-        out = train_recipe(cfg)
+        out = train_and_report(cfg)
     return Run(out, cfg, seen)
 
 

@@ -48,21 +48,21 @@ def test_an_undertrained_model_is_flagged_and_not_pushed(tmp_path):
 
 @pytest.mark.slow
 def test_a_model_that_beats_the_baseline_is_not_flagged(tmp_path, monkeypatch, capsys):
-    """The other side, through the real recipe: against a baseline it beats, a trained model
+    """The other side, through the real workflow: against a baseline it beats, a trained model
     gets no warning anywhere."""
-    import vitopic.recipes as recipes
+    import vitopic.workflows as workflows
     from vitopic.config import load_config
 
-    real = recipes.run_baseline
+    real = workflows.run_baseline
 
     def weak_baseline(cfg, *args, **kwargs):
         results = real(cfg, *args, **kwargs)
         results["dev"] = dataclasses.replace(results["dev"], macro_f1=0.0)
         return results
 
-    monkeypatch.setattr(recipes, "run_baseline", weak_baseline)
+    monkeypatch.setattr(workflows, "run_baseline", weak_baseline)
     out = tmp_path / "good"
-    recipes.train_recipe(load_config(TINY, tiny_overrides(out)))
+    workflows.train_and_report(load_config(TINY, tiny_overrides(out)))
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"model saved to {out}"
     assert json.loads((out / "metrics.json").read_text())["quality_warnings"] == []
     for name in ("report.md", "README.md"):

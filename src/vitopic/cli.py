@@ -23,10 +23,10 @@ PREDICT_CHUNK = 2048  # input records read, predicted and written at a time: con
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from vitopic.recipes import train_recipe
+    from vitopic.workflows import train_and_report
 
     cfg = load_config(args.config, args.overrides)
-    train_recipe(cfg, resume=args.resume, overwrite=args.overwrite, verbose=args.verbose)
+    train_and_report(cfg, resume=args.resume, overwrite=args.overwrite, verbose=args.verbose)
     return 0
 
 
@@ -107,11 +107,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from vitopic.recipes import evaluate_recipe
+    from vitopic.workflows import evaluate_on_file
 
     if args.save and not args.tune_thresholds:
         raise DataError("--save writes thresholds tuned with --tune-thresholds; give both")
-    evaluate_recipe(
+    evaluate_on_file(
         args.model,
         args.data,
         args.out,
@@ -127,7 +127,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_baseline(args: argparse.Namespace) -> int:
     from vitopic.baseline import baseline_label
-    from vitopic.recipes import run_baseline
+    from vitopic.workflows import run_baseline
 
     cfg = load_config(args.config, args.overrides)
     for key, result in run_baseline(cfg, args.eval).items():

@@ -11,7 +11,7 @@ import numpy as np
 
 from vitopic.baseline import baseline_label
 from vitopic.checkpoint import METRICS_FILE, QUALITY_WARNINGS, Metadata
-from vitopic.config import Config
+from vitopic.config import ModelConfig, TrainingConfig
 from vitopic.metrics import Metrics
 from vitopic.modelcard import render_card
 from vitopic.plots import plot_losses, plot_pr_curves
@@ -22,14 +22,14 @@ TRAINING = "training"  # metrics.json key: hyper-parameters, data sizes, version
 
 
 def write_run_outputs(
-    cfg: Config,
     result: TrainResult,
+    training: dict,
     showcase_rows: list[dict] | None,
     baseline: dict[str, Metrics] | None = None,
     warnings: Sequence[str] = (),
-    data_sizes: dict[str, int] | None = None,
 ) -> dict[str, Path]:
-    """Write the run's report files into `output.dir`; return their paths."""
+    """Write the run's report files into its output directory; return their paths. `training`:
+    what the card states about the run (`training_facts`)."""
     out = result.output_dir
     meta = Metadata.load(out)
     plots = out / "plots"
@@ -46,7 +46,6 @@ def write_run_outputs(
         ),
         "losses": plot_losses(result.log_history, plots / "loss.png", result.best_step),
     }
-    training = training_facts(cfg, result, data_sizes)
     metrics = {
         "thresholds": dict(zip(meta.labels, meta.thresholds, strict=False)),
         **_as_json(results),
@@ -60,11 +59,11 @@ def write_run_outputs(
 
     alarm = _alarm(warnings)
     lines = [
-        f"# Training report: {Path(cfg.output.dir).name}",
+        f"# Training report: {out.name}",
         "",
         *([alarm, ""] if alarm else []),
-        f"Base model: `{cfg.model.name_or_path or 'from scratch (PhoBERT-shaped)'}`, "
-        f"mode `{cfg.model.mode}`, segmenter `{cfg.text.segmenter}`.",
+        f"Base model: `{meta.base_model or 'from scratch (PhoBERT-shaped)'}`, "
+        f"mode `{meta.mode}`, segmenter `{meta.segmenter}`.",
         "",
         "Thresholds (tuned on dev): "
         + ", ".join(f"{lab} {t:.2f}" for lab, t in zip(meta.labels, meta.thresholds, strict=False)),
@@ -87,9 +86,10 @@ def write_run_outputs(
     return paths
 
 
-def training_facts(cfg: Config, result: TrainResult, data_sizes: dict[str, int] | None) -> dict:
-    """What the card states about a run: hyper-parameters, data sizes, steps, versions."""
-    t, m = cfg.training, cfg.model
+def training_facts(
+    t: TrainingConfig, m: ModelConfig, result: TrainResult, data_sizes: dict[str, int] | None
+) -> dict:
+    """What the card states about a run: hyper-parameters, data sizes, steps, versions, license."""
     hyper = {
         key: getattr(t, key)
         for key in (

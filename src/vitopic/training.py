@@ -1,4 +1,4 @@
-"""The fine-tuning recipe: config -> data -> tokenizer -> model -> Trainer -> thresholds -> checkpoint."""
+"""Fine-tuning: config -> data -> tokenizer -> model -> Trainer -> thresholds -> checkpoint."""
 
 from __future__ import annotations
 

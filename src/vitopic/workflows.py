@@ -1,4 +1,5 @@
-"""Recipes: the whole jobs that `vitopic ...` and `training/*.py` run, composed from components."""
+"""Workflows: the whole jobs that the `vitopic` commands (and so the `training/*.py` recipes) run,
+composed from components; the only code besides the CLI that sees the whole `Config`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from vitopic.evaluation import evaluate_examples, quality_warnings, write_evalua
 from vitopic.metrics import Metrics, multilabel_metrics, tune_thresholds
 from vitopic.options import Split
 from vitopic.predict import TopicClassifier
-from vitopic.report import update_model_card, write_run_outputs
+from vitopic.report import training_facts, update_model_card, write_run_outputs
 from vitopic.training import Splits, process_state, train
 
 
@@ -37,7 +38,9 @@ def run_baseline(
     return results
 
 
-def train_recipe(cfg: Config, resume: bool = False, overwrite: bool = False, verbose: bool = False) -> Path:
+def train_and_report(
+    cfg: Config, resume: bool = False, overwrite: bool = False, verbose: bool = False
+) -> Path:
     """Train, save, reload the saved checkpoint to label the showcase sentences, write the report.
 
     A model that loses to TF-IDF + LR on dev, or gives nearly all of dev one label set, is saved
@@ -57,7 +60,8 @@ def train_recipe(cfg: Config, resume: bool = False, overwrite: bool = False, ver
             for name in ("train", "dev", "test", "showcase")
             if getattr(splits, name)
         }
-        write_run_outputs(cfg, result, showcase_rows, baseline=baseline, warnings=warnings, data_sizes=sizes)
+        facts = training_facts(cfg.training, cfg.model, result, sizes)
+        write_run_outputs(result, facts, showcase_rows, baseline=baseline, warnings=warnings)
         for name, metrics in (("dev", result.dev), ("test", result.test)):
             if metrics:
                 print(metrics.format(name))
@@ -67,7 +71,7 @@ def train_recipe(cfg: Config, resume: bool = False, overwrite: bool = False, ver
     return result.output_dir
 
 
-def evaluate_recipe(
+def evaluate_on_file(
     model: str,
     data: str,
     out_dir: str | None,
