@@ -91,7 +91,7 @@ def test_model_card(trained_dir):
         "Dev scores are optimistic",
         "Hyper-parameters: `learning_rate` 0.001",
         "`model.hidden_size` 64",
-        "Sentences: train 6,989, dev 876, test 875, seed 8",
+        "Sentences: train 6,989, dev 876, test 875, showcase 8",
         "the checkpoint kept is from step",
         "transformers 5.",
     ):
