@@ -24,7 +24,7 @@ from vitopic.data import read_jsonl
 from vitopic.evaluation import evaluate_examples
 from vitopic.metrics import Metrics
 from vitopic.predict import TopicClassifier
-from vitopic.recipes import run_baseline
+from vitopic.workflows import run_baseline
 from vitopic.training import Splits, train
 
 
