@@ -49,3 +49,27 @@ def test_the_phobert_base_sized_checkpoint_loads(trained_dir, tmp_path):
     clf = TopicClassifier.from_pretrained(base_checkpoint(tmp_path / "base", trained_dir))
     assert len(clf.tokenizer) == PHOBERT_BASE["vocab_size"]
     assert clf.predict("NATO họp ở Brussels.").scores
+
+
+def test_the_quality_benchmark_prints_seeds_beside_the_baselines(tmp_path):
+    eval_file = tmp_path / "extra.jsonl"
+    eval_file.write_text(
+        '{"text": "NATO họp ở Brussels.", "labels": ["nato"]}\n{"text": "Giá vàng tăng.", "labels": []}\n',
+        encoding="utf-8",
+    )
+    out = run(
+        "benchmarks/quality.py",
+        "--seeds",
+        "1",
+        "2",
+        "--eval",
+        str(eval_file),
+        "training.max_steps=20",
+        "training.eval_steps=10",
+        "model.hidden_size=32",
+        "model.num_attention_heads=2",
+        "model.intermediate_size=64",
+    )
+    names = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("|")]
+    assert names[2:] == ["keyword rules", "TF-IDF + LR", "seed 1", "seed 2", "mean", "min", "std"]
+    assert "extra macro-F1" in out and "test macro-F1" in out
