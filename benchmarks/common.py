@@ -22,7 +22,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "runs" / "tiny"
 REAL_DEV = REPO.parent / "shared" / "eval" / "real-news-dev.jsonl"
-FALLBACK = REPO / "training" / "data" / "test.jsonl"
+FALLBACK = REPO / "corpus" / "test.jsonl"
 BASE_CACHE = Path(os.environ.get("VITOPIC_BENCH_CACHE", "/tmp/vitopic-bench")) / "base"
 LABELS = ["ukraine_aid", "gaza", "nato"]
 TOKENIZER_FILES = ("vocab.txt", "bpe.codes", "tokenizer_config.json", "added_tokens.json")

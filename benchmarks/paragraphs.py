@@ -1,6 +1,6 @@
 """Paragraphs: does scoring each sentence (predict's default) beat scoring the whole input?
 
-    python benchmarks/paragraphs.py [--model runs/tiny] [--data training/data/test.jsonl]
+    python benchmarks/paragraphs.py [--model runs/tiny] [--data corpus/test.jsonl]
 
 Joins neighbouring sentences of a labeled file into two-sentence paragraphs (gold: the union of
 their labels) and prints macro-F1 with `split="sentence"` and `split="none"`, beside the single

@@ -24,8 +24,8 @@ from vitopic.data import read_jsonl
 from vitopic.evaluation import evaluate_examples
 from vitopic.metrics import Metrics
 from vitopic.predict import TopicClassifier
-from vitopic.workflows import run_baseline
 from vitopic.training import Splits, train
+from vitopic.workflows import run_baseline
 
 
 def cells(result: Metrics, labels: list[str]) -> list[float]:

@@ -35,7 +35,7 @@ def config_batch_and_train_size(size: str) -> tuple[int, int]:
     """The config's batch size and the number of sentences in its train split."""
     from vitopic.config import load_config
 
-    cfg = load_config(REPO / "configs" / f"{SIZES[size][1]}.yaml", [f"data.dir={REPO / 'training' / 'data'}"])
+    cfg = load_config(REPO / "configs" / f"{SIZES[size][1]}.yaml", [f"data.dir={REPO / 'corpus'}"])
     lines = cfg.data.path(cfg.data.train_file).read_text("utf-8").splitlines()
     return cfg.training.batch_size, sum(1 for line in lines if line.strip())
 

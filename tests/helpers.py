@@ -12,7 +12,7 @@ from vitopic.labels import DEFAULT_LABELS
 LABELS = list(DEFAULT_LABELS)
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "configs" / "tiny.yaml"
-DATA = ROOT / "training" / "data"
+DATA = ROOT / "corpus"
 VITOPIC = [sys.executable, "-m", "vitopic.cli"]  # the CLI as a real process (signals, servers)
 VITOPIC_SCRIPT = Path(sys.executable).with_name("vitopic")  # the installed console script
 

@@ -108,7 +108,7 @@ def test_cli_evaluate_on_a_labeled_file(trained_dir, tmp_path, capsys):
                 "--model",
                 str(trained_dir),
                 "--data",
-                str(ROOT / "training/data/test.jsonl"),
+                str(ROOT / "corpus/test.jsonl"),
                 "--out",
                 str(tmp_path),
             ]

@@ -316,8 +316,7 @@ def test_onnx_export_and_backends_agree_with_torch(model_copy):
     assert run.code == 0, run.err[-2000:]
     assert (model_copy / "model.onnx").is_file() and (model_copy / "model.int8.onnx").is_file()
     texts = [
-        json.loads(line)["text"]
-        for line in (ROOT / "training" / "data" / "test.jsonl").read_text("utf-8").splitlines()
+        json.loads(line)["text"] for line in (ROOT / "corpus" / "test.jsonl").read_text("utf-8").splitlines()
     ]
     reference = TopicClassifier.from_pretrained(model_copy).predict(texts)
     for backend, min_agreement in (("onnx", 1.0), ("onnx-int8", 0.99), ("torch-bf16", 0.99)):

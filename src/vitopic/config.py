@@ -136,9 +136,7 @@ class DataConfig:
 
     Read by `training.Splits.load`; labels also by `modeling.build_model` (the model's classes)."""
 
-    dir: str = field(
-        default="training/data", metadata={"help": "the directory holding the split files below"}
-    )
+    dir: str = field(default="corpus", metadata={"help": "the directory holding the split files below"})
     train_file: str = field(
         default="train.jsonl",
         metadata={"help": "training split in data.dir: JSONL, CSV or a saved datasets dataset"},

@@ -1,6 +1,6 @@
 """Check corpus part files before they go into the splits: JSON, NFC, labels, ids, near-duplicates.
 
-`python training/check_parts.py [PART.jsonl ...]` checks the named parts (default: all) against
+`python corpus/check_parts.py [PART.jsonl ...]` checks the named parts (default: all) against
 every part in data/parts/; prints each problem as `file:line` and exits 1 if there is any.
 """
 
@@ -14,7 +14,7 @@ from vitopic.data import DataError, read_jsonl
 from vitopic.datacheck import near_duplicate_pairs
 from vitopic.labels import DEFAULT_LABELS
 
-PARTS = Path(__file__).parent / "data" / "parts"
+PARTS = Path(__file__).parent / "parts"
 
 
 def main(names: list[str]) -> int:

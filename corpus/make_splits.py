@@ -1,7 +1,7 @@
-"""Build train/dev/test (about 80/10/10) from the hand-written parts in data/parts/.
+"""Build train/dev/test (about 80/10/10) from the hand-written parts in corpus/parts/.
 
 Near-duplicates (word-3-gram Jaccard >= 0.6) are grouped and land in one split together;
-groups are stratified by label combination. Deterministic: `python training/make_splits.py`.
+groups are stratified by label combination. Deterministic: `python corpus/make_splits.py`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from vitopic.data import read_jsonl
 from vitopic.datacheck import near_duplicate_pairs
 from vitopic.labels import DEFAULT_LABELS
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent
 FRACTIONS = {"train": 0.8, "dev": 0.1, "test": 0.1}
 
 
