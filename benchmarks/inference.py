@@ -126,13 +126,10 @@ def padding_stats(inputs: list[str]) -> dict[str, list[tuple[int, int]] | list[i
     }
 
 
-def encoder_flops(batches: list[tuple[int, int]]) -> float:
-    """The docstring's FLOP estimate summed over batches of (rows, width)."""
-    h, layers, inter = (
-        PHOBERT_BASE["hidden_size"],
-        PHOBERT_BASE["num_hidden_layers"],
-        PHOBERT_BASE["intermediate_size"],
-    )
+def encoder_flops(batches: list[tuple[int, int]], shape: dict = PHOBERT_BASE) -> float:
+    """The docstring's FLOP estimate summed over batches of (rows, width), for an encoder of
+    `shape` (a model config's hidden_size, num_hidden_layers and intermediate_size)."""
+    h, layers, inter = shape["hidden_size"], shape["num_hidden_layers"], shape["intermediate_size"]
     p_lin = layers * (4 * h * h + 2 * h * inter)
     return sum(2 * p_lin * b * s + 4 * layers * b * s * s * h for b, s in batches)
 

@@ -73,3 +73,14 @@ def test_the_quality_benchmark_prints_seeds_beside_the_baselines(tmp_path):
     names = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("|")]
     assert names[2:] == ["keyword rules", "TF-IDF + LR", "seed 1", "seed 2", "mean", "min", "std"]
     assert "extra macro-F1" in out and "test macro-F1" in out
+
+
+@pytest.mark.parametrize("backend", ["onnx-int8", "onnx"])
+def test_the_onnx_profile_splits_kernel_time_by_operator(model_copy, backend):
+    out = run("benchmarks/onnx_profile.py", "--model", str(model_copy), "--backend", backend, "--n", "40")
+    operators = out.split("\n\n")[1].splitlines()[2:]  # the first table's rows
+    shares = {cells[1].strip(): float(cells[2]) for cells in (row.split("|") for row in operators)}
+    matmuls = {"DynamicQuantizeMatMul", "MatMulIntegerToFloat"} if backend == "onnx-int8" else {"MatMul"}
+    assert matmuls & shares.keys()
+    assert 50 < sum(shares.values()) <= 100.1
+    assert "GEMMs / best peak (int8) %" in out and "whole graph / best peak (int8) %" in out
