@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
+from helpers import LABELS
 
 from vitopic.config import ModelConfig
 from vitopic.heads import MultiLabelHead, SingleLabelHead, head_for
 from vitopic.options import MODES, NONE_CLASS
 
-LABELS = ["ukraine_aid", "gaza", "nato"]
 ROWS = np.array([[1, 0, 0], [0, 1, 1], [0, 0, 0]], dtype=np.float32)  # multi_hot's shape and dtype
 
 
