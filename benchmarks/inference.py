@@ -107,13 +107,18 @@ def batch_widths(lengths: list[int], sort: bool) -> list[tuple[int, int]]:
     return [(len(b), max(b)) for b in (order[i : i + BATCH] for i in range(0, len(order), BATCH))]
 
 
+def piece_lengths(clf, texts: list[str]) -> list[int]:
+    """Token lengths (specials included) of exactly what `clf.predict(texts)` batches (long inputs
+    split)."""
+    return [len(p) + 2 for p in clf._pieces(texts)[1]]
+
+
 def padding_stats(inputs: list[str]) -> dict[str, list[tuple[int, int]] | list[int]]:
     """Token lengths (specials included) and batch shapes for vitopic's and the pipeline's batching."""
     from vitopic.text import prepare
 
     clf = _tiny_classifier()  # same tokenizer files, segmenter and limit as base
-    _, pieces, _ = clf._pieces(inputs)  # exactly what predict() batches (long inputs split)
-    vito = [len(p) + 2 for p in pieces]
+    vito = piece_lengths(clf, inputs)
     pipe = [
         len(ids)
         for ids in clf.tokenizer(prepare(inputs, "pyvi"), truncation=True, max_length=256)["input_ids"]

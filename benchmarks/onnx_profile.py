@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from common import FALLBACK, base_checkpoint, ensure_onnx, load_texts, repeat_to, set_threads, table
-from inference import BATCH, batch_widths, encoder_flops, matmul_peaks
+from inference import BATCH, batch_widths, encoder_flops, matmul_peaks, piece_lengths
 
 from vitopic.checkpoint import INT8_FILE, ONNX_FILE
 from vitopic.predict import TopicClassifier
@@ -38,7 +38,9 @@ GEMM_OPS = {
 }
 
 
-def kernel_times(clf: TopicClassifier, texts: list[str], model: Path, threads: int) -> dict[str, float]:
+def kernel_times(
+    clf: TopicClassifier, texts: list[str], model: Path, threads: int
+) -> collections.Counter[str]:
     """Microseconds of kernel time per operator type over one profiled `clf.predict(texts)`, with
     `model` (the ONNX file `clf` runs) in a profiling session."""
     import onnxruntime
@@ -53,7 +55,7 @@ def kernel_times(clf: TopicClassifier, texts: list[str], model: Path, threads: i
         clf.predict(texts, batch_size=BATCH)
         with open(session.end_profiling(), encoding="utf-8") as f:
             events = json.load(f)
-    totals: dict[str, float] = collections.Counter()
+    totals: collections.Counter[str] = collections.Counter()
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
             totals[event["args"]["op_name"]] += event["dur"]
@@ -79,9 +81,8 @@ def main() -> None:
     )
     everything = sum(totals.values())
     gemm = sum(v for op, v in totals.items() if op in GEMM_OPS)
-    lengths = [len(p) + 2 for p in clf._pieces(texts)[1]]
     shape = json.loads((base / "config.json").read_text(encoding="utf-8"))
-    flops = encoder_flops(batch_widths(lengths, sort=True), shape)
+    flops = encoder_flops(batch_widths(piece_lengths(clf, texts), sort=True), shape)
     peaks = matmul_peaks("cpu")
     best = max(peaks, key=peaks.get)
 
