@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import torch
 from transformers import AutoModelForSequenceClassification, PhobertTokenizer, PreTrainedModel
 
 from vitopic.checkpoint import CONFIG_FILE, PICKLE_WEIGHTS, SAFE_WEIGHTS, TOKENIZER_FILES
 from vitopic.errors import VitopicError
 from vitopic.hub import HubError, download_file, where
+from vitopic.tokenizer import phobert_tokenizer
 
 WEIGHTS = {"safetensors": SAFE_WEIGHTS, "pickle": PICKLE_WEIGHTS}
 
@@ -39,15 +41,8 @@ class BaseModel:
     weights: Literal["safetensors", "pickle"]
 
     def tokenizer(self, max_length: int) -> PhobertTokenizer:
-        """PhoBERT's tokenizer, built from `vocab.txt` + `bpe.codes` alone, limited to `max_length`.
-
-        Hub PhoBERT repos ship no tokenizer_config.json (so `model_max_length` would be 1e30).
-        """
-        return PhobertTokenizer(
-            vocab_file=str(self.directory / "vocab.txt"),
-            merges_file=str(self.directory / "bpe.codes"),
-            model_max_length=max_length,
-        )
+        """PhoBERT's tokenizer, built from `vocab.txt` + `bpe.codes` alone, limited to `max_length`."""
+        return phobert_tokenizer(self.directory, max_length)
 
     def classifier(self, **head) -> PreTrainedModel:
         """The encoder with a fresh classification head (`head`: num_labels, id2label, ...)."""
@@ -58,6 +53,7 @@ class BaseModel:
                 weights_only=True,
                 trust_remote_code=False,
                 ignore_mismatched_sizes=True,
+                dtype=torch.float32,  # weights stored in fp16 (as a shipped mini-PhoBERT's are) train in fp32
                 **head,
             )
         except pickle.UnpicklingError as err:

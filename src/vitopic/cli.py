@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from vitopic import __version__
-from vitopic.config import ConfigError, keys_help, load_config
+from vitopic.config import ConfigError, PretrainConfig, keys_help, load_config
 from vitopic.data import DataError
 from vitopic.errors import VitopicError, one_line
 from vitopic.labels import DEFAULT_LABELS
@@ -27,6 +27,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     train_and_report(cfg, resume=args.resume, overwrite=args.overwrite, verbose=args.verbose)
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from vitopic.config import PretrainConfig
+    from vitopic.pretraining import pretrain
+
+    cfg = load_config(args.config, args.overrides, root=PretrainConfig)
+    pretrain(cfg, resume=args.resume)
     return 0
 
 
@@ -232,6 +241,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("overrides", nargs="*", help="section.key=value overrides (the keys below)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "pretrain",
+        help="masked-LM pretraining of a PhoBERT-shaped encoder on unlabeled text",
+        epilog="config keys (section.key=value overrides):\n" + keys_help(PretrainConfig),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", required=True)
+    p.add_argument("--resume", action="store_true", help="continue from the last saved state")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides (the keys below)")
+    p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("predict", help="label texts with a trained model")
     _add_model_options(p)

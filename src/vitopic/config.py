@@ -398,6 +398,161 @@ class Config:
         return found
 
 
+@dataclass
+class PretrainModelConfig:
+    """The encoder's shape (PhoBERT's vocabulary and 258 positions are fixed). Read by
+    `pretraining.build_mlm`."""
+
+    hidden_size: int = field(default=256, metadata={"help": "the encoder's width"})
+    num_hidden_layers: int = field(default=4, metadata={"help": "transformer layers"})
+    num_attention_heads: int = field(
+        default=4, metadata={"help": "attention heads (must divide hidden_size)"}
+    )
+    intermediate_size: int = field(default=1024, metadata={"help": "the feed-forward layers' width"})
+    dropout: float = field(default=0.1, metadata={"help": "dropout on hidden states and attention"})
+    embedding_init: Literal["random", "word2vec"] = field(
+        default="random",
+        metadata={
+            "help": "word2vec: start the embeddings from skip-gram vectors of PhoBERT's pieces "
+            "learned on the sources (minutes; needs gensim)"
+        },
+    )
+    word2vec_epochs: int = field(default=3, metadata={"help": "passes of word2vec over the text"})
+
+    def problems(self) -> Problems:
+        keys = (
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "word2vec_epochs",
+        )
+        found = [(key, "must be > 0") for key in keys if getattr(self, key) <= 0]
+        if self.num_attention_heads > 0 and self.hidden_size % self.num_attention_heads:
+            found.append(("hidden_size", "must be divisible by model.num_attention_heads"))
+        if not 0 <= self.dropout < 1:
+            found.append(("dropout", "must be in [0, 1)"))
+        return found
+
+
+@dataclass
+class PretrainDataConfig:
+    """The unlabeled text and how it is prepared. Read by `pretrain_data.prepare_source`."""
+
+    sources: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "text files: JSONL with a 'text' field or plain text (one document a line), "
+            "optionally .gz or .xz; streamed"
+        },
+    )
+    cache_dir: str = field(
+        default=".cache/pretrain",
+        metadata={"help": "where each source's prepared token ids are cached (prepared once)"},
+    )
+    segmenter: SegmenterName = field(
+        default="rdrsegmenter",
+        metadata={"help": "word segmenter, as in fine-tuning; the fine-tune must use the same"},
+    )
+    holdout_every: int = field(
+        default=100, metadata={"help": "every Nth document of a source is held out for evaluation"}
+    )
+    description: str = field(
+        default="", metadata={"help": "the sources' origin, period and terms, for the model card"}
+    )
+
+    def problems(self) -> Problems:
+        found = [] if self.sources else [("sources", "must name at least one text file")]
+        if self.holdout_every < 2:
+            found.append(("holdout_every", "must be >= 2"))
+        return found
+
+
+@dataclass
+class PretrainTrainingConfig:
+    """The masked-LM run. Read by `pretraining.pretrain`."""
+
+    seq_length: int = field(
+        default=128, metadata={"help": "tokens per packed sequence, <s> and </s> included"}
+    )
+    batch_size: int = field(default=32, metadata={"help": "sequences per step"})
+    learning_rate: float = field(default=5e-4, metadata={"help": "AdamW's peak learning rate"})
+    warmup_steps: int = field(default=500, metadata={"help": "steps of linear warm-up"})
+    max_steps: int = field(
+        default=10000, metadata={"help": "optimiser steps in all (then linear decay to a tenth)"}
+    )
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW's decoupled weight decay"})
+    mask_prob: float = field(
+        default=0.15, metadata={"help": "share of tokens chosen as targets (RoBERTa's 80/10/10 rule)"}
+    )
+    bf16: bool = field(default=True, metadata={"help": "bf16 autocast (CPUs with AVX-512 bf16, GPUs)"})
+    seed: int = field(default=42, metadata={"help": "seeds the weights, batches, masks and dropout"})
+    device: Literal["auto", "cpu", "cuda"] = field(
+        default="auto", metadata={"help": "auto: cuda when there is one"}
+    )
+    threads: int = field(default=0, metadata={"help": "torch CPU threads; 0: torch's default"})
+    checkpoint_minutes: float = field(
+        default=5.0, metadata={"help": "minutes between saved states (what --resume continues)"}
+    )
+    eval_steps: int = field(
+        default=1000, metadata={"help": "steps between held-out evaluations; 0: at the end only"}
+    )
+    eval_sequences: int = field(
+        default=256, metadata={"help": "held-out sequences per source in each evaluation"}
+    )
+    log_seconds: float = field(default=30.0, metadata={"help": "seconds between progress lines"})
+
+    def problems(self) -> Problems:
+        found = []
+        if not 8 <= self.seq_length <= PHOBERT_MAX_LENGTH:
+            found.append(("seq_length", f"must be in 8..{PHOBERT_MAX_LENGTH}"))
+        for key in ("batch_size", "max_steps", "eval_sequences"):
+            if getattr(self, key) <= 0:
+                found.append((key, "must be > 0"))
+        for key in ("warmup_steps", "eval_steps", "threads"):
+            if getattr(self, key) < 0:
+                found.append((key, "must be >= 0"))
+        for key in ("learning_rate", "checkpoint_minutes", "log_seconds"):
+            if getattr(self, key) <= 0:
+                found.append((key, "must be > 0"))
+        if not 0 < self.mask_prob < 1:
+            found.append(("mask_prob", "must be in (0, 1)"))
+        return found
+
+
+@dataclass
+class PretrainOutputConfig:
+    """Where the base model is written. Read by `pretraining.save_base_model`."""
+
+    dir: str = field(default="runs/pretrain", metadata={"help": "the base model's directory"})
+    dtype: Literal["float32", "float16", "bfloat16"] = field(
+        default="float32", metadata={"help": "how the final weights are stored"}
+    )
+
+    def problems(self) -> Problems:
+        return [] if self.dir.strip() else [("dir", "must not be empty")]
+
+
+@dataclass
+class PretrainConfig:
+    """`vitopic pretrain`'s schema, loaded and checked exactly as `Config` is."""
+
+    model: PretrainModelConfig = field(default_factory=PretrainModelConfig)
+    data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
+    training: PretrainTrainingConfig = field(default_factory=PretrainTrainingConfig)
+    output: PretrainOutputConfig = field(default_factory=PretrainOutputConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def problems(self, check_files: bool = True) -> Problems:
+        return [
+            (f"{f.name}.{key}", message)
+            for f in dataclasses.fields(self)
+            for key, message in getattr(self, f.name).problems()
+        ]
+
+
 def schema(cls: type = Config, prefix: str = "") -> list[Key]:
     """Every leaf key of the config, in order, with its type, default and help."""
     keys = []
@@ -439,10 +594,10 @@ def _type_name(hint: Any) -> str:
     return hint.__name__
 
 
-def keys_help(width: int = 100) -> str:
+def keys_help(root: type = Config, width: int = 100) -> str:
     """Every config key, for `--help`: name, type and default, then what it does."""
     lines = []
-    for key in schema():
+    for key in schema(root):
         lines.append(f"  {key.name} ({key.type}; default {key.default_yaml})")
         lines += textwrap.wrap(key.help, width, initial_indent=" " * 6, subsequent_indent=" " * 6)
     return "\n".join(lines)
@@ -581,7 +736,8 @@ def load_config(
     path: str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     check_files: bool = True,
-) -> Config:
+    root: type = Config,
+) -> Any:
     """Load, override and validate a config. A ConfigError names the file and key: the first type
     problem, or every value problem at once."""
     source = str(path) if path is not None else "<defaults>"
@@ -610,14 +766,14 @@ def load_config(
             if not isinstance(node, dict):
                 raise ConfigError(source, ".".join(keys), "cannot override inside a non-mapping")
         node[keys[-1]] = value
-    cfg = _build(Config, data, source, "")
+    cfg = _build(root, data, source, "")
     problems = cfg.problems(check_files)
     if problems:
         raise ConfigError(source, *problems[0], *problems[1:])
     return cfg
 
 
-def save_config(cfg: Config, path: str | Path) -> None:
+def save_config(cfg: Config | PretrainConfig, path: str | Path) -> None:
     Path(path).write_text(
         yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8"
     )
