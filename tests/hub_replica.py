@@ -21,6 +21,8 @@ from safetensors.torch import save as save_safetensors
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import RobertaConfig, RobertaForMaskedLM
 
+from vitopic.tokenizer import PHOBERT_TOKENIZER_DIR
+
 REMOTE_CODE_MARKER = "REMOTE_CODE_RAN"
 PICKLE_MARKER = "PICKLE_CODE_RAN"
 
@@ -109,12 +111,10 @@ def _tokenizer_json(vocab: list[str]) -> bytes:
     return tok.to_str().encode()
 
 
-def phobert_files(
-    repo_id: str, vocab_dir: Path, marker_dir: Path, evil_pickle: bool = False
-) -> dict[str, bytes]:
-    """The files of the replica's `main`, by name."""
+def phobert_files(repo_id: str, marker_dir: Path, evil_pickle: bool = False) -> dict[str, bytes]:
+    """The files of the replica's `main`, by name, with PhoBERT's real vocab.txt and bpe.codes."""
     spec = REPOS[repo_id]
-    vocab_txt = (vocab_dir / "vocab.txt").read_bytes()
+    vocab_txt = (PHOBERT_TOKENIZER_DIR / "vocab.txt").read_bytes()
     vocab = [line.split(" ")[0] for line in vocab_txt.decode().splitlines()]
     config = phobert_config(repo_id, vocab_size=len(vocab) + 5)
     torch.manual_seed(0)
@@ -131,7 +131,7 @@ def phobert_files(
         "config.json": json.dumps(config, indent=2, sort_keys=True).encode() + b"\n",
         "pytorch_model.bin": weights.getvalue(),
         "vocab.txt": vocab_txt,
-        "bpe.codes": (vocab_dir / "bpe.codes").read_bytes(),
+        "bpe.codes": (PHOBERT_TOKENIZER_DIR / "bpe.codes").read_bytes(),
         "tokenizer.json": _tokenizer_json(vocab),
         "README.md": f"# {repo_id}\n\nPre-trained PhoBERT models (replica for tests).\n".encode(),
     }
@@ -171,10 +171,10 @@ def place_snapshot(cache: Path, repo_id: str, files: dict[str, bytes], revision:
 
 
 def build_phobert_replica(
-    cache: Path, repo_id: str, vocab_dir: Path, marker_dir: Path, evil_pickle: bool = False
+    cache: Path, repo_id: str, marker_dir: Path, evil_pickle: bool = False
 ) -> dict[str, str]:
     """`main` as the real repo has it, plus its conversion revision with model.safetensors."""
-    files = phobert_files(repo_id, vocab_dir, marker_dir, evil_pickle)
+    files = phobert_files(repo_id, marker_dir, evil_pickle)
     converted = files.pop("_safetensors")
     return {
         "main": place_snapshot(cache, repo_id, files),

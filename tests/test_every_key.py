@@ -147,8 +147,7 @@ def _built(cfg: Config, ctx: Ctx):
     """The tokenizer and model a run with `cfg` starts from (as `vitopic.training.train` builds them)."""
     m = cfg.model
     base = fetch_base_model(m.name_or_path, m.revision) if m.name_or_path else None
-    scratch = ctx.tmp / f"tokenizer-{len(ctx.values)}"
-    tokenizer = make_tokenizer(ctx.fixture("texts"), scratch, base, m.bpe_merges, cfg.text.max_length)
+    tokenizer = make_tokenizer(base, cfg.text.max_length)
     return tokenizer, build_model(m, cfg.data.labels, cfg.training.seed, tokenizer, base)
 
 
@@ -221,13 +220,6 @@ def _(ctx):
         _, model = _built(ctx.load("0.3", *extra), ctx)
         dropouts = {m.p for m in model.roberta.encoder.modules() if isinstance(m, torch.nn.Dropout)}
         assert dropouts == {0.3}, (extra, dropouts)
-
-
-@check("model.bpe_merges")
-def _(ctx):
-    small, _ = _built(ctx.load("50"), ctx)
-    default, _ = _built(load_config(None, [f"data.dir={ctx.corpus}"]), ctx)
-    assert len(small) < len(default)
 
 
 # data

@@ -19,11 +19,11 @@ from hub_replica import (
     place_snapshot,
 )
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
-from transformers import AutoTokenizer, PhobertTokenizer
+from transformers import AutoTokenizer
 
 from vitopic.base_model import BaseModelError, fetch_base_model
-from vitopic.bpe import learn_phobert_tokenizer
-from vitopic.text import java_available, prepare
+from vitopic.text import java_available
+from vitopic.tokenizer import PHOBERT_TOKENIZER_DIR, phobert_tokenizer
 
 SEGMENTER = "rdrsegmenter" if java_available() else "pyvi"
 SAMPLE = [
@@ -37,10 +37,8 @@ SAMPLE = [
 def hub(tmp_path_factory):
     """An HF cache holding the three replicas (and a small data dir), plus the marker dir."""
     root = tmp_path_factory.mktemp("phobert-hub")
-    texts = [json.loads(line)["text"] for line in (DATA / "train.jsonl").open(encoding="utf-8")]
-    learn_phobert_tokenizer(prepare(texts[:600], "pyvi"), root / "vocab", merges=800)
     for repo_id in REPOS:
-        build_phobert_replica(root / "cache", repo_id, root / "vocab", root / "markers")
+        build_phobert_replica(root / "cache", repo_id, root / "markers")
     data = root / "data"
     data.mkdir()
     for split, n in (("train", 160), ("dev", 60), ("test", 60), ("showcase", 8)):
@@ -117,11 +115,11 @@ def test_phobert_config_fine_tunes_from_the_hub_repo_as_it_is(
     meta = json.loads((out / "vitopic.json").read_text())
     assert meta["base_model"] == repo_id and meta["segmenter"] == SEGMENTER
 
-    base = PhobertTokenizer(str(hub / "vocab" / "vocab.txt"), str(hub / "vocab" / "bpe.codes"))
+    base = phobert_tokenizer()
     tuned = AutoTokenizer.from_pretrained(out)
     assert type(tuned).__name__ == "PhobertTokenizer" and tuned.model_max_length == 256
     assert tuned(SAMPLE)["input_ids"] == base(SAMPLE)["input_ids"]
-    assert (out / "vocab.txt").read_bytes() == (hub / "vocab" / "vocab.txt").read_bytes()
+    assert (out / "vocab.txt").read_bytes() == (PHOBERT_TOKENIZER_DIR / "vocab.txt").read_bytes()
 
     header = yaml.safe_load((out / "README.md").read_text().split("---")[1])
     assert header["base_model"] == repo_id
@@ -158,10 +156,8 @@ def test_a_conversion_revision_loads_safetensors(offline_cache):
 
 def test_a_pickle_that_would_run_code_is_refused_unrun(hub, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
-    build_phobert_replica(cache, "vinai/phobert-base", hub / "vocab", tmp_path, evil_pickle=True)
-    evil = phobert_files("vinai/phobert-base", hub / "vocab", tmp_path / "proof", evil_pickle=True)[
-        "pytorch_model.bin"
-    ]
+    build_phobert_replica(cache, "vinai/phobert-base", tmp_path, evil_pickle=True)
+    evil = phobert_files("vinai/phobert-base", tmp_path / "proof", evil_pickle=True)["pytorch_model.bin"]
     (tmp_path / "proof").mkdir()
     (tmp_path / "proof" / "evil.bin").write_bytes(evil)
     torch.load(tmp_path / "proof" / "evil.bin", weights_only=False)  # the danger is real ...
@@ -195,7 +191,7 @@ def test_clear_errors_for_every_way_a_base_model_can_be_missing(offline_cache, h
     assert "vinai/phobert-base@v9" in _one_line_error("vinai/phobert-base", revision="v9")
     assert "not a valid Hub id" in _one_line_error("not a repo/with/slashes")
 
-    files = phobert_files("vinai/phobert-base", hub / "vocab", tmp_path)
+    files = phobert_files("vinai/phobert-base", tmp_path)
     for name in ("pytorch_model.bin", "_safetensors"):
         files.pop(name)
     place_snapshot(offline_cache, "vinai/phobert-base", files, "no-weights")
@@ -215,10 +211,10 @@ def test_clear_errors_for_every_way_a_base_model_can_be_missing(offline_cache, h
 def test_an_unparseable_tokenizer_json_is_never_read(hub, tmp_path):
     local = tmp_path / "base"
     local.mkdir()
-    for name, data in phobert_files("vinai/phobert-base", hub / "vocab", tmp_path).items():
+    for name, data in phobert_files("vinai/phobert-base", tmp_path).items():
         (local / name).write_bytes(data)
     (local / "tokenizer.json").write_text("{not json")
-    base = PhobertTokenizer(str(hub / "vocab" / "vocab.txt"), str(hub / "vocab" / "bpe.codes"))
+    base = phobert_tokenizer()
     assert fetch_base_model(str(local)).tokenizer(256)(SAMPLE)["input_ids"] == base(SAMPLE)["input_ids"]
 
 

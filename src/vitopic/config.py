@@ -85,17 +85,12 @@ class ModelConfig:
             "help": "dropout on hidden states and attention, for a pretrained model too (PhoBERT's own: 0.1)"
         },
     )
-    bpe_merges: int = field(
-        default=4000,
-        metadata={"help": "from scratch only: BPE merges learned from the train split for the tokenizer"},
-    )
 
     SCRATCH_ONLY: ClassVar[tuple[str, ...]] = (
         "hidden_size",
         "num_hidden_layers",
         "num_attention_heads",
         "intermediate_size",
-        "bpe_merges",
     )
 
     @property
@@ -604,31 +599,33 @@ def keys_help(root: type = Config, width: int = 100) -> str:
 
 
 def keys_markdown() -> str:
-    """docs/config.md: every key of the schema, by section."""
+    """docs/config.md: every key of both schemas (`vitopic train`, `vitopic pretrain`), by section."""
     lines = [
         "# Config keys",
         "",
         "Generated from the schema in `src/vitopic/config.py` (`VITOPIC_WRITE_DOCS=1 python -m pytest "
         "tests/test_config.py`); the tests fail when this page no longer matches it. The same text is "
-        "printed by `vitopic train --help`. Set a key in the YAML file's section or on the command line "
-        "as `section.key=value` (a YAML value: `null`, `true`, `[a, b]`).",
+        "printed by `vitopic train --help` and `vitopic pretrain --help`. Set a key in the YAML file's "
+        "section or on the command line as `section.key=value` (a YAML value: `null`, `true`, `[a, b]`).",
     ]
-    section = None
-    for key in schema():
-        name = key.name.split(".")[0]
-        if name != section:
-            section = name
-            cls = typing.get_type_hints(Config)[name]
-            lines += [
-                "",
-                f"## `{name}`",
-                "",
-                " ".join(inspect.cleandoc(cls.__doc__).split()),
-                "",
-                "| key | type | default | what it does |",
-                "|---|---|---|---|",
-            ]
-        lines.append(f"| `{key.name}` | {key.type} | `{key.default_yaml}` | {key.help} |")
+    for root, command in ((Config, "train"), (PretrainConfig, "pretrain")):
+        lines += ["", f"# `vitopic {command}`"]
+        section = None
+        for key in schema(root):
+            name = key.name.split(".")[0]
+            if name != section:
+                section = name
+                cls = typing.get_type_hints(root)[name]
+                lines += [
+                    "",
+                    f"## `{name}`",
+                    "",
+                    " ".join(inspect.cleandoc(cls.__doc__).split()),
+                    "",
+                    "| key | type | default | what it does |",
+                    "|---|---|---|---|",
+                ]
+            lines.append(f"| `{key.name}` | {key.type} | `{key.default_yaml}` | {key.help} |")
     return "\n".join(lines) + "\n"
 
 

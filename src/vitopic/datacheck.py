@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import re
-import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
-from vitopic.bpe import learn_phobert_tokenizer
 from vitopic.config import PHOBERT_MAX_LENGTH
 from vitopic.data import DataError, Example, read_jsonl
 from vitopic.text import normalize, prepare
+from vitopic.tokenizer import phobert_tokenizer
 
 SPLITS = ("train", "dev", "test", "showcase")
 NEAR_DUPLICATE_JACCARD = 0.6
@@ -116,15 +115,14 @@ def check_corpus(
     report.distinct_bigram_ratio = distinct_bigram_ratio([ex.text for _, ex in tagged])
     if "train" in splits:
         prepared = {split: prepare([ex.text for ex in exs], segmenter) for split, exs in splits.items()}
-        with tempfile.TemporaryDirectory() as scratch:
-            tokenizer = learn_phobert_tokenizer(prepared["train"], scratch)
-            for split, texts in prepared.items():
-                lengths = [len(ids) for ids in tokenizer(texts, verbose=False)["input_ids"]]
-                report.max_tokens = max(report.max_tokens, *lengths)
-                for ex, n in zip(splits[split], lengths, strict=True):
-                    if n > max_tokens:
-                        report.errors.append(
-                            f"{directory / split}.jsonl:{ex.line}: {n} tokens "
-                            f"after text preparation (limit {max_tokens})"
-                        )
+        tokenizer = phobert_tokenizer()
+        for split, texts in prepared.items():
+            lengths = [len(ids) for ids in tokenizer(texts, verbose=False)["input_ids"]]
+            report.max_tokens = max(report.max_tokens, *lengths)
+            for ex, n in zip(splits[split], lengths, strict=True):
+                if n > max_tokens:
+                    report.errors.append(
+                        f"{directory / split}.jsonl:{ex.line}: {n} tokens "
+                        f"after text preparation (limit {max_tokens})"
+                    )
     return report

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -26,7 +25,6 @@ from transformers import (
 from transformers.utils import logging as transformers_logging
 
 from vitopic.base_model import BaseModel, fetch_base_model
-from vitopic.bpe import learn_phobert_tokenizer
 from vitopic.checkpoint import Metadata
 from vitopic.config import Config, ConfigError, DataConfig, TrainingConfig, save_config
 from vitopic.data import DataError, Example, multi_hot, read_examples
@@ -47,6 +45,7 @@ from vitopic.run_dir import (
     publish,
 )
 from vitopic.text import prepare
+from vitopic.tokenizer import phobert_tokenizer
 
 BEST_METRIC = "macro_f1_tuned"  # dev macro-F1 at thresholds tuned on that evaluation
 MIN_TRAIN_EXAMPLES = 10
@@ -241,13 +240,9 @@ def training_arguments(t: TrainingConfig, run_dir: str | Path, verbose: bool = F
     )
 
 
-def make_tokenizer(
-    train_texts: list[str], scratch: Path, base: BaseModel | None, bpe_merges: int, max_length: int
-) -> PreTrainedTokenizerBase:
-    """PhoBERT's own tokenizer for a pretrained base; one learned from the train split otherwise."""
-    if base is not None:
-        return base.tokenizer(max_length)
-    return learn_phobert_tokenizer(train_texts, scratch, bpe_merges, max_length)
+def make_tokenizer(base: BaseModel | None, max_length: int) -> PreTrainedTokenizerBase:
+    """The base model's tokenizer; PhoBERT's own (shipped with vitopic) for a model from scratch."""
+    return base.tokenizer(max_length) if base is not None else phobert_tokenizer(max_length=max_length)
 
 
 @dataclass
@@ -316,61 +311,56 @@ def _train(
         for name in ("train", "dev")
     }
     targets = {name: multi_hot(getattr(splits, name), labels) for name in texts}
-    with tempfile.TemporaryDirectory() as scratch:
-        tokenizer = make_tokenizer(
-            texts["train"], Path(scratch), base, cfg.model.bpe_merges, cfg.text.max_length
-        )
-        model = build_model(cfg.model, labels, cfg.training.seed, tokenizer, base)
-        model.config.tokenizer_class = "PhobertTokenizer"
-        data = {
-            name: encode(tokenizer, texts[name], targets[name], head, cfg.text.max_length) for name in texts
-        }
-        use_pos_weight = cfg.training.pos_weight and head.takes_pos_weight
-        callbacks: list[TrainerCallback] = [StopOnNonFiniteLoss()]
-        if not verbose:
-            callbacks.append(EvaluationLog())
-        if cfg.training.early_stopping_patience:
-            callbacks.append(EarlyStoppingCallback(cfg.training.early_stopping_patience))
-        trainer = TopicTrainer(
-            model=model,
-            args=training_arguments(cfg.training, out, verbose),
-            train_dataset=data["train"],
-            eval_dataset=data["dev"],
-            processing_class=tokenizer,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            compute_metrics=_compute_metrics(labels, head),
-            callbacks=callbacks,
-            pos_weight=pos_weight_from(targets["train"]) if use_pos_weight else None,
-        )
-        if not verbose:
-            trainer.remove_callback(PrinterCallback)  # raw dicts; EvaluationLog prints instead
-        if state.is_main_process:
-            if checkpoint:
-                print(f"resuming from {checkpoint}")
-            else:
-                clear_previous_run(out)
-            (out / TRAINER_DIR).mkdir(exist_ok=True)
-            save_config(cfg, out / TRAINER_DIR / CONFIG_FILE)  # the run in progress, for --resume
-        trainer.train(resume_from_checkpoint=checkpoint)
+    tokenizer = make_tokenizer(base, cfg.text.max_length)
+    model = build_model(cfg.model, labels, cfg.training.seed, tokenizer, base)
+    model.config.tokenizer_class = "PhobertTokenizer"
+    data = {name: encode(tokenizer, texts[name], targets[name], head, cfg.text.max_length) for name in texts}
+    use_pos_weight = cfg.training.pos_weight and head.takes_pos_weight
+    callbacks: list[TrainerCallback] = [StopOnNonFiniteLoss()]
+    if not verbose:
+        callbacks.append(EvaluationLog())
+    if cfg.training.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(cfg.training.early_stopping_patience))
+    trainer = TopicTrainer(
+        model=model,
+        args=training_arguments(cfg.training, out, verbose),
+        train_dataset=data["train"],
+        eval_dataset=data["dev"],
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=_compute_metrics(labels, head),
+        callbacks=callbacks,
+        pos_weight=pos_weight_from(targets["train"]) if use_pos_weight else None,
+    )
+    if not verbose:
+        trainer.remove_callback(PrinterCallback)  # raw dicts; EvaluationLog prints instead
+    if state.is_main_process:
+        if checkpoint:
+            print(f"resuming from {checkpoint}")
+        else:
+            clear_previous_run(out)
+        (out / TRAINER_DIR).mkdir(exist_ok=True)
+        save_config(cfg, out / TRAINER_DIR / CONFIG_FILE)  # the run in progress, for --resume
+    trainer.train(resume_from_checkpoint=checkpoint)
 
-        metadata = Metadata(
-            labels=list(labels),
-            mode=head.mode,
-            segmenter=cfg.text.segmenter,
-            max_length=cfg.text.max_length,
-            thresholds=head.default_thresholds(len(labels)),
-            base_model=cfg.model.name_or_path,
-            base_revision=cfg.model.revision,
-        )
-        clf = TopicClassifier(TorchRunner(trainer.model, trainer.model.device, "torch"), tokenizer, metadata)
-        if head.uses_thresholds:  # tuned on the scores `vitopic evaluate` will see
-            dev_scores = evaluate_examples(clf, splits.dev)[1]
-            metadata.thresholds = [float(t) for t in tune_thresholds(dev_scores, targets["dev"])]
-        dev, dev_scores, _, dev_rows = evaluate_examples(clf, splits.dev)
-        test = evaluate_examples(clf, splits.test)[0] if splits.test else None
-        if state.is_main_process:
-            shutil.rmtree(out / STAGING, ignore_errors=True)  # left by a run killed while saving
-        trainer.save_model(str(out / STAGING))  # weights + tokenizer files; main process only
+    metadata = Metadata(
+        labels=list(labels),
+        mode=head.mode,
+        segmenter=cfg.text.segmenter,
+        max_length=cfg.text.max_length,
+        thresholds=head.default_thresholds(len(labels)),
+        base_model=cfg.model.name_or_path,
+        base_revision=cfg.model.revision,
+    )
+    clf = TopicClassifier(TorchRunner(trainer.model, trainer.model.device, "torch"), tokenizer, metadata)
+    if head.uses_thresholds:  # tuned on the scores `vitopic evaluate` will see
+        dev_scores = evaluate_examples(clf, splits.dev)[1]
+        metadata.thresholds = [float(t) for t in tune_thresholds(dev_scores, targets["dev"])]
+    dev, dev_scores, _, dev_rows = evaluate_examples(clf, splits.dev)
+    test = evaluate_examples(clf, splits.test)[0] if splits.test else None
+    if state.is_main_process:
+        shutil.rmtree(out / STAGING, ignore_errors=True)  # left by a run killed while saving
+    trainer.save_model(str(out / STAGING))  # weights + tokenizer files; main process only
     if state.is_main_process:
         (out / STAGING / "training_args.bin").unlink(missing_ok=True)  # a pickle; config.yaml says all
         save_config(cfg, out / STAGING / CONFIG_FILE)
