@@ -84,3 +84,33 @@ def test_the_onnx_profile_splits_kernel_time_by_operator(model_copy, backend):
     assert matmuls & shares.keys()
     assert 50 < sum(shares.values()) <= 100.1
     assert "GEMMs / best peak (int8) %" in out and "whole graph / best peak (int8) %" in out
+
+
+def test_the_tokenization_benchmark_prints_its_tables():
+    out = run("benchmarks/tokenization.py", "--limit", "20", "--splits", "test", "--segmenters", "pyvi,none")
+    tables = [block.splitlines() for block in out.split("\n\n") if block.startswith("|")]
+    assert len(tables) == 2  # test.jsonl, then the vocabulary's tone marks
+
+    def cells(line: str) -> list[str]:
+        return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+    header, _, *rows = tables[0]
+    assert cells(header)[:3] == ["segmenter", "tone marks", "words/text"]
+    assert "<unk> per 1k pieces" in header and "word F1 vs rdrsegmenter" in header
+    rows = [cells(row) for row in rows]
+    assert [row[:2] for row in rows] == [
+        ["pyvi", "old-style"],
+        ["pyvi", "as written"],
+        ["none", "old-style"],
+        ["none", "as written"],
+    ]
+    for row in rows:
+        assert row[9] == "n/a"  # word F1 needs rdrsegmenter, not run here
+        numbers = [float(cell) for cell in row[2:9] + row[10:]]
+        assert 1 <= numbers[1] < 3 and 0 < numbers[2] <= 100  # pieces per word, single-token %
+
+    header, _, *rows = tables[1]
+    assert cells(header)[:2] == ["new style", "old style"]
+    assert [cells(row)[0] for row in rows[-4:]] == ["all oa", "all oe", "all uy", "all"]
+    assert all(int(cells(row)[2]) >= 0 and float(cells(row)[6]) >= 0 for row in rows[-4:])
+    assert "\nconclusion: PhoBERT's vocabulary writes" in out
