@@ -172,16 +172,138 @@ def test_lone_surrogates_are_refused_with_their_index():
 def test_lines_break_only_at_newlines():
     assert text.split_lines("a\fb\u2028c\r\nd\re\nf") == ["a\fb\u2028c", "d", "e", "f"]
     assert split_sentences("Một câu.\u2029Hai câu.\fvẫn hai") == ["Một câu.", "Hai câu.\fvẫn hai"]
+    assert split_sentences("Một câu.\rHai\r\nBa") == ["Một câu.", "Hai", "Ba"]
 
 
-@pytest.mark.parametrize(
-    "adversarial",
-    ["A. " * 100_000, "<!-- " * 100_000, '<a x="' * 100_000, "&amp;" * 100_000, "<p>" * 100_000],
-)
-def test_text_steps_stay_linear_on_adversarial_input(adversarial):
+def _work(step, value: str) -> float:
+    """CPU seconds `step(value)` takes, the least of three runs (a scheduling hiccup is not work)."""
     import time
 
-    start = time.perf_counter()
-    split_sentences(adversarial)
-    normalize(adversarial)
-    assert time.perf_counter() - start < 5  # quadratic would take minutes at this size
+    def once() -> float:
+        start = time.process_time()
+        step(value)
+        return time.process_time() - start
+
+    return min(once() for _ in range(3))
+
+
+_TOKENIZER = phobert_tokenizer()
+STEPS = {
+    "split_sentences": split_sentences,
+    "normalize": normalize,
+    "prepare": lambda t: prepare([t], "pyvi"),
+    "tokenize": lambda t: _TOKENIZER(prepare([t], "none"), add_special_tokens=False, verbose=False),
+}
+ADVERSARIAL = {  # input of length about n, for a given n
+    "A. repeated": lambda n: "A. " * (n // 3),
+    "comment openers": lambda n: "<!-- " * (n // 5),
+    "unclosed attributes": lambda n: '<a x="' * (n // 6),
+    "entities": lambda n: "&amp;" * (n // 5),
+    "tags": lambda n: "<p>" * (n // 3),
+    "one unbroken word": lambda n: ("Ukraine" + "abcdeghiklmnopqrstuvxy" * n)[:n],
+    "no punctuation": lambda n: ("viện trợ Kiev hôm nay " * n)[:n],
+    "leading brackets": lambda n: "(" * n + "x",
+    "dots": lambda n: "x" + "." * n,
+    "zero-width spaces": lambda n: "Kiev\u200b" * (n // 5),
+}
+
+
+@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("adversarial", ADVERSARIAL)
+def test_text_steps_stay_linear_on_adversarial_input(step, adversarial):
+    """Four times the input costs about four times the work: quadratic would be sixteen."""
+    make, run = ADVERSARIAL[adversarial], STEPS[step]
+    run(make(1000))  # warm-up: segmenter, caches
+    small, large = _work(run, make(8000)), _work(run, make(32000))
+    assert large <= 10 * max(small, 0.005), (small, large)
+
+
+CAPITALS = sorted(
+    {
+        unicodedata.normalize("NFC", v + tone)
+        for v in "AĂÂEÊIOÔƠUƯY"
+        for tone in ("", *"\u0300\u0301\u0309\u0303\u0323")
+    }
+    | set("BCDĐFGHJKLMNPQRSTVWXZ")
+)
+
+
+def test_every_vietnamese_capital_starts_a_sentence():
+    assert len(CAPITALS) == 72 + 21
+    for capital in CAPITALS:
+        for form in ("NFC", "NFD"):
+            paragraph = unicodedata.normalize(form, f"Trời mưa. {capital}ây đổ. {capital.lower()}à nhé")
+            assert split_sentences(paragraph) == [
+                "Trời mưa.",
+                unicodedata.normalize("NFC", f"{capital}ây đổ. {capital.lower()}à nhé"),
+            ], (capital, form)
+    assert split_sentences("Gaza bị tấn công . Đà Nẵng mưa ! Ở Huế , TP . HCM nắng") == [
+        "Gaza bị tấn công .",
+        "Đà Nẵng mưa !",
+        "Ở Huế , TP . HCM nắng",
+    ]  # normalised text (stops apart) splits as the raw text does
+
+
+CLEAN = "Mỹ viện trợ cho Ukraine, NATO họp. Đức gửi thêm Patriot. Ở Gaza, Israel không kích Rafah."
+VARIANTS = {
+    "NFD": unicodedata.normalize("NFD", CLEAN),
+    "RTL override in a word": CLEAN.replace("Ukraine", "Ukr\u202eaine"),
+    "bidi isolates": CLEAN.replace("NATO", "\u2066NATO\u2069"),
+    "zero-width space in a word": CLEAN.replace("Ukraine", "U\u200bkraine"),
+    "zero-width space between sentences": CLEAN.replace(". Đức", ". \u200bĐức").replace(". Ở", ".\u200b Ở"),
+    "word joiner, BOM, soft hyphen": CLEAN.replace("Patriot", "Pa\u2060tri\u00adot\ufeff"),
+    "Mongolian vowel separator": CLEAN.replace("Rafah", "Ra\u180efah"),
+    "combining grapheme joiner": CLEAN.replace("Ukraine", "Ukr\u034faine"),
+    "variation selectors": CLEAN.replace("Gaza", "Ga\ufe0fza\U000e0100"),
+    "combining marks without a base": CLEAN.replace("Ukraine,", "Ukraine \u0301\u0323,").replace(
+        "Mỹ", "\u0300Mỹ"
+    ),
+    "full-width 。 and ，": CLEAN.replace(", ", "，").replace(". ", "。"),
+    "full-width punctuation with spaces": CLEAN.replace(",", "，").replace(".", "．"),
+    "half-width ｡ and full-width letters": CLEAN.replace("Patriot.", "Ｐａｔｒｉｏｔ｡"),
+    "escaped zero-width space": CLEAN.replace("Ukraine", "Ukr&#8203;aine"),
+    "control characters": CLEAN.replace("NATO", "NA\x07TO\x00"),
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_invisible_and_full_width_variants_read_as_the_clean_text(variant):
+    """One text, one answer: the same words and the same sentences, whatever the encoding tricks."""
+    text = VARIANTS[variant]
+    assert normalize(text) == normalize(CLEAN)
+    assert [normalize(s) for s in split_sentences(text)] == [normalize(s) for s in split_sentences(CLEAN)]
+    assert len(split_sentences(CLEAN)) == 3
+
+
+def test_whitespace_controls_separate_words():
+    assert normalize("Kiev\rNATO\x0bGaza\x1cMỹ\x85Nga") == "Kiev NATO Gaza Mỹ Nga"
+    assert normalize("\u0301\u0300") == "" and normalize("a\u0301") == "á"
+    assert normalize("Gaza？Kiev！NATO：（Mỹ）") == normalize("Gaza? Kiev! NATO: (Mỹ)")
+
+
+def test_overlong_words_are_cut():
+    word = "x" * 250
+    assert normalize(word).split() == ["x" * 100, "x" * 100, "x" * 50]
+    assert prepare([normalize(word)], "pyvi") == [normalize(word)]  # a fixed point
+
+
+# prepare(corpus/test.jsonl, "none") as it was before the sentence and invisible-character fixes:
+# ordinary clean text (and so pretraining data) prepares byte for byte as it did.
+TEST_SPLIT_SHA256 = "04754b7c4af537ff0e7491a44965b7fc2e66ca1cf01771746a4788491432a803"
+FIRST_THREE_PYVI = [
+    "Du_khách Nga quay lại Nha_Trang đông_đúc sau khi đường_bay thẳng từ Moscow , Novosibirsk và "
+    "Irkutsk được nối lại , nhiều khách_sạn ven biển Trần_Phú kín phòng dịp Tết dương_lịch .",
+    "Bộ Tài_chính Mỹ công_bố danh_sách trừng_phạt mới nhắm vào hơn 300 cá_nhân và tổ_chức giúp Nga né "
+    "lệnh cấm_vận để tiếp_tục cuộc_chiến ở Ukraine , trong đó có nhiều công_ty ở Trung_Quốc và UAE .",
+    "Đồng ruble phục_hồi mạnh lên mức khoảng 55 ruble đổi 1 USD vào tháng 6 / 2022 , cao nhất trong "
+    "bảy năm , nhờ nguồn thu ngoại_tệ dồi_dào từ xuất_khẩu năng_lượng .",
+]
+
+
+def test_clean_corpus_text_prepares_as_before():
+    import hashlib
+
+    texts = [json.loads(line)["text"] for line in (DATA / "test.jsonl").read_text("utf-8").splitlines()]
+    prepared = "\n".join(prepare(texts, "none"))
+    assert hashlib.sha256(prepared.encode()).hexdigest() == TEST_SPLIT_SHA256
+    assert prepare(texts[:3], "pyvi") == FIRST_THREE_PYVI

@@ -62,8 +62,18 @@ _ATTRS_RE = re.compile(
     r"(?:\s+[A-Za-z_:@][-A-Za-z0-9_:.@]*(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s\"'=<>`]+))?)*\s*/?"
 )
 _MAX_UNESCAPE_ROUNDS = 8  # entities escaped this many times over are left as they are
-_INVISIBLE_RE = re.compile(r"[\u200b-\u200f\u2060\ufeff\u00ad]|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _PUNCT = set(".,;:!?()[]{}\"'“”‘’«»…")
+# Invisible characters outside category Cf (Unicode's Default_Ignorable_Code_Point): the combining
+# grapheme joiner, Hangul fillers and Khmer inherent vowels; variation selectors are found by name.
+_INVISIBLE = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u3164\uffa0")
+_IDEOGRAPHIC = {"\u3002": ".", "\u3001": ","}  # 。、: punctuation NFKC leaves as it is
+# Full-width and ideographic punctuation includes its own space: a word right after a stop, comma
+# or closing bracket (or right before an opening one) is a new word.
+_CJK_SPACED_RE = re.compile(
+    "([\u3001\u3002\uff0c\uff01\uff1f\uff1a\uff1b\uff61\uff64\uff09\uff3d\uff5d])(?=[^\\s\\d])"
+    "|(?<=\\S)([\uff08\uff3b\uff5b])"
+)
+_MAX_WORD_CHARS = 100  # longer tokens are cut (no real word is this long; BPE is quadratic per word)
 _SEGMENTED_RE = re.compile(r"[^\s_]_+[^\s_]")
 _MAX_ROUNDS = 4
 _DANGLING_RE = re.compile(r"(?<!\S)_+|_+(?!\S)")
@@ -71,26 +81,24 @@ _DANGLING_RE = re.compile(r"(?<!\S)_+|_+(?!\S)")
 
 def _split_punct(token: str) -> list[str]:
     """Split leading and trailing punctuation off a token; keep inner ones (1.5, TP.HCM)."""
-    if all(ch in _PUNCT for ch in token):
+    start, end = 0, len(token)
+    while start < end and token[start] in _PUNCT:
+        start += 1
+    if start == end:
         return [token]
-    lead, trail = [], []
-    while token and token[0] in _PUNCT:
-        lead.append(token[0])
-        token = token[1:]
-    while token and token[-1] in _PUNCT:
-        trail.insert(0, token[-1])
-        token = token[:-1]
-    return [*_merge_dots(lead), token, *_merge_dots(trail)]
+    while token[end - 1] in _PUNCT:
+        end -= 1
+    return [*_merge_dots(token[:start]), token[start:end], *_merge_dots(token[end:])]
 
 
-def _merge_dots(chars: list[str]) -> list[str]:
-    out: list[str] = []
-    for ch in chars:
-        if ch == "." and out and set(out[-1]) == {"."}:
-            out[-1] += ch
-        else:
-            out.append(ch)
-    return out
+def _merge_dots(chars: str) -> list[str]:
+    """Punctuation characters one by one, except a run of dots, kept whole ("...")."""
+    return re.findall(r"\.+|.", chars, re.DOTALL)
+
+
+def _cut(token: str) -> list[str]:
+    """A token of at most `_MAX_WORD_CHARS` characters as it is; a longer one in pieces of that size."""
+    return [token[i : i + _MAX_WORD_CHARS] for i in range(0, len(token), _MAX_WORD_CHARS)]
 
 
 def _tag(match: re.Match) -> str:
@@ -137,15 +145,54 @@ def check_unicode(texts: Sequence[str]) -> None:
             )
 
 
-def normalize(text: str) -> str:
-    """NFC, old-style tone marks, no HTML tags or invisible characters, tidy spaces, punctuation split."""
-    for _ in range(_MAX_UNESCAPE_ROUNDS):  # until no entity or tag is left: idempotent
-        previous, text = text, _strip_tags(html.unescape(text))
+@functools.lru_cache(maxsize=8192)
+def _replacement(ch: str) -> str | None:
+    """What cleaning makes of one character: None keeps it, "" drops it, else its folded form.
+
+    Dropped: control characters (Cc) that are not whitespace, format characters (Cf: zero-width
+    spaces and joiners, bidi controls, soft hyphens) and the other invisible ones. Full-width and
+    half-width forms become their ordinary form (NFKC), 。 and 、 a full stop and a comma.
+    """
+    category = unicodedata.category(ch)
+    if category == "Cc":
+        return None if ch.isspace() else ""
+    if category == "Cf" or ch in _INVISIBLE or "VARIATION SELECTOR" in unicodedata.name(ch, ""):
+        return ""
+    folded = ch
+    if unicodedata.decomposition(ch).startswith(("<wide>", "<narrow>")):
+        folded = unicodedata.normalize("NFKC", ch)
+    folded = _IDEOGRAPHIC.get(folded, folded)
+    return None if folded == ch else folded
+
+
+def _clean_characters(text: str) -> str:
+    """Apply `_replacement`, compose (NFC), then drop combining marks that follow no letter or digit."""
+    chars = set(text)
+    table = {ord(ch): rep for ch in chars if (rep := _replacement(ch)) is not None}
+    if table:
+        text = _CJK_SPACED_RE.sub(lambda m: f"{m[1]} " if m[1] else f" {m[2]}", text).translate(table)
+    text = unicodedata.normalize("NFC", text)
+    marks = "".join(re.escape(ch) for ch in chars if unicodedata.category(ch)[0] == "M")
+    if marks:  # a mark's base is a letter or digit, maybe with marks of its own between
+        text = re.sub(f"(?<![^\\W_]|[{marks}])[{marks}]+", "", text)
+    return text
+
+
+def clean(text: str) -> str:
+    """`text` as it reads: HTML entities decoded and tags removed, no invisible characters,
+    NFC, ordinary-width punctuation (see `_replacement`). Spacing and tone marks are kept as they
+    are: `split_sentences` splits this text, and `normalize` finishes it."""
+    for _ in range(_MAX_UNESCAPE_ROUNDS):  # until nothing changes: idempotent
+        previous, text = text, _strip_tags(_clean_characters(html.unescape(text)))
         if text == previous:
             break
-    text = unicodedata.normalize("NFC", _INVISIBLE_RE.sub("", text))
-    text = _TONE_RE.sub(lambda m: _TONES[m.group(1)], text)
-    return " ".join(piece for token in text.split() for piece in _split_punct(token))
+    return text
+
+
+def normalize(text: str) -> str:
+    """`clean`, then old-style tone marks, tidy spaces, punctuation split off, overlong words cut."""
+    text = _TONE_RE.sub(lambda m: _TONES[m.group(1)], clean(text))
+    return " ".join(cut for token in text.split() for piece in _split_punct(token) for cut in _cut(piece))
 
 
 def is_segmented(text: str) -> bool:
@@ -268,7 +315,10 @@ def _segment_in_chunks(segment: Segmenter, texts: list[str]) -> list[str]:
 # --- sentence splitting --------------------------------------------------------------------
 
 _ABBREVIATIONS = {"tp", "mr", "mrs", "ms", "dr", "st", "ths", "ts", "pgs", "gs", "bs", "no", "vs"}
-_BOUNDARY_RE = re.compile(r"(?<=[.!?…])[\"'”’»)\]]*\s+(?=[\"'“‘«(\[]?[^\W_a-zà-ỹđ])")
+_OPENERS = "\"'“‘«(["
+# A stop, closing quotes or brackets and space, before maybe an opening one and a word character:
+# a boundary when that character is not a lowercase letter (`_starts_sentence`, by category).
+_BOUNDARY_RE = re.compile(r"(?<=[.!?…])[\"'”’»)\]]*\s+(?=[\"'“‘«(\[]?\w)")
 
 
 _LINE_BREAK_RE = re.compile(r"\r\n|\r|\n")  # not str.splitlines: form feed, U+2028 stay in a line
@@ -282,20 +332,41 @@ def split_lines(text: str) -> list[str]:
     return _LINE_BREAK_RE.split(text)
 
 
+def _starts_sentence(ch: str) -> bool:
+    """A capital (of any script: Đ, Ở, Ư as much as A), a digit or a caseless letter; not `_`."""
+    return ch != "_" and unicodedata.category(ch) != "Ll"
+
+
+def _closes_sentence(line: str, start: int, stop: int) -> bool:
+    """Whether the stop before index `stop` ends a sentence: not the dot of an initial or an
+    abbreviation ("A.", "TP."), attached or apart ("TP . HCM", as `normalize` writes it)."""
+    if line[stop - 1] != ".":
+        return True
+    # Only a short word matters: look at a bounded tail, so each stop costs a bounded amount.
+    low = max(start, stop - _TAIL_CHARS)
+    words = line[low:stop].split()
+    while words and not words[-1].strip("."):
+        words.pop()  # dots apart from their word
+    if not words:
+        return False
+    cut = len(words) == 1 and low > start and not line[low - 1].isspace() and not line[low].isspace()
+    word = words[-1].rstrip(".").lower()
+    return cut or (len(word) > 1 and word not in _ABBREVIATIONS)
+
+
 def split_sentences(text: str) -> list[str]:
-    """Split a paragraph or article into sentences (line breaks always end one). Linear time."""
+    """Split a paragraph or article into sentences (line breaks always end one). Linear time.
+
+    The text is cleaned first (`clean`: entities, tags, invisible characters, NFC, full-width
+    punctuation), so every way of writing the same text splits the same way.
+    """
     sentences: list[str] = []
-    for line in split_lines(text):
+    for line in split_lines(clean(text)):
         start = 0
         for match in _BOUNDARY_RE.finditer(line):
-            # Only the word before the stop matters, and only when it is short (an initial or an
-            # abbreviation): look at a bounded tail, so skipped stops cost nothing.
-            tail = line[max(start, match.start() - _TAIL_CHARS) : match.start()]
-            words = tail.split()
-            last = words[-1].rstrip(".").lower() if words else ""
-            if len(last) <= 1 or last in _ABBREVIATIONS:
-                continue
-            sentences.append(line[start : match.end()].strip())
-            start = match.end()
+            first = match.end() + (line[match.end()] in _OPENERS)
+            if _starts_sentence(line[first]) and _closes_sentence(line, start, match.start()):
+                sentences.append(line[start : match.end()].strip())
+                start = match.end()
         sentences.append(line[start:].strip())
     return [s for s in sentences if s]
