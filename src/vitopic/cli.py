@@ -8,16 +8,17 @@ import itertools
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
 from vitopic import __version__
 from vitopic.config import ConfigError, PretrainConfig, keys_help, load_config
 from vitopic.data import DataError
-from vitopic.errors import VitopicError, one_line
+from vitopic.errors import VitopicError, one_line, shown
 from vitopic.labels import DEFAULT_LABELS
 from vitopic.options import BACKENDS, SEGMENTERS, SPLITS
-from vitopic.prediction_io import FORMATS
+from vitopic.prediction_io import FORMATS, INPUT_FORMATS
 
 PREDICT_CHUNK = 2048  # input records read, predicted and written at a time: constant memory
 
@@ -47,7 +48,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise DataError("give texts as arguments or --input FILE, not both")
     fmt = output_format(args.output, args.format)  # a bad --output fails before any work
     field = args.text_field
-    records = iter([{field: t} for t in args.texts]) if args.texts else read_records(args.input, field)
+    records = (
+        iter([{field: t} for t in args.texts])
+        if args.texts
+        else read_records(args.input, field, args.input_format)
+    )
     first = list(itertools.islice(records, PREDICT_CHUNK))  # a bad start fails before loading
     if not first:
         raise DataError(f"{args.input or '<stdin>'}: no input (it is empty)")
@@ -182,19 +187,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def _positive_int(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value!r}")
-    return int(value)
+def _integer(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in ASCII digits, at least `minimum`."""
+
+    def parse(value: str) -> int:
+        digits = value.removeprefix("-")
+        if not (digits.isascii() and digits.isdigit()) or int(value) < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {shown(value)}")
+        return int(value)
+
+    return parse
+
+
+_positive_int = _integer(1)
 
 
 def _probability(value: str) -> float:
     try:
-        number = float(value)
+        number = float(value) if value.isascii() else float("nan")
     except ValueError:
         number = float("nan")
     if not 0.0 <= number <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {value!r}")
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {shown(value)}")
     return number
 
 
@@ -260,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a file: plain text (one per line), JSONL with a text field, "
         "or CSV with a header (.csv); default: stdin",
     )
+    p.add_argument(
+        "--input-format",
+        choices=INPUT_FORMATS,
+        help="how to read the whole input (default: from the name, .txt, .jsonl or .csv; "
+        "else the first line decides: a JSON object with the text field means JSONL)",
+    )
     p.add_argument("--text-field", default="text", help="the JSONL/CSV field holding the text")
     p.add_argument("--output", help="write here (.jsonl or .csv) instead of stdout, atomically")
     p.add_argument("--format", choices=FORMATS, help="jsonl (default), csv or table")
@@ -295,7 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="directory for eval-*.json and plots (default: the model dir)")
     p.add_argument("--batch-size", type=_positive_int, default=32)
     _add_split(p)
-    p.add_argument("--errors", type=int, default=0, metavar="N", help="print the first N wrong predictions")
+    p.add_argument(
+        "--errors", type=_integer(0), default=0, metavar="N", help="print the first N wrong predictions"
+    )
     p.add_argument(
         "--tune-thresholds",
         action="store_true",

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
-from vitopic.errors import VitopicError
+from vitopic.errors import VitopicError, clip, shown
 from vitopic.heads import Head, head_for
 from vitopic.labels import DEFAULT_LABELS
 from vitopic.options import Mode, SegmenterName
@@ -29,7 +29,7 @@ class ConfigError(VitopicError, ValueError):
     """Config problems, each naming the file and the key: one line per problem, `.key` the first's."""
 
     def __init__(self, source: str, key: str, message: str, *more: tuple[str, str]):
-        self.problems = [(key, message), *more]
+        self.problems = [(clip(str(key)), message), *((clip(str(k)), m) for k, m in more)]
         super().__init__("\n".join(f"{source}: {k}: {m}" for k, m in self.problems))
         self.source, self.key = source, key
 
@@ -322,7 +322,9 @@ class TrainingConfig:
             "max_grad_norm",
         )
         found = [
-            (key, f"must be > 0, got {getattr(self, key)}") for key in positive if getattr(self, key) <= 0
+            (key, f"must be > 0, got {shown(getattr(self, key))}")
+            for key in positive
+            if getattr(self, key) <= 0
         ]
         checks = (
             (self.max_steps == -1 or self.max_steps > 0, "max_steps", "must be -1 or > 0"),
@@ -648,7 +650,7 @@ def _check_type(value: Any, hint: Any, source: str, key: str) -> Any:
     if origin is Literal:
         choices = typing.get_args(hint)
         if value not in choices:
-            raise ConfigError(source, key, f"must be one of {list(choices)}, got {value!r}")
+            raise ConfigError(source, key, f"must be one of {list(choices)}, got {shown(value)}")
         return value
     if origin is list:
         (item,) = typing.get_args(hint)
@@ -657,10 +659,10 @@ def _check_type(value: Any, hint: Any, source: str, key: str) -> Any:
         return [_check_type(v, item, source, f"{key}[{i}]") for i, v in enumerate(value)]
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         if not math.isfinite(value):
-            raise ConfigError(source, key, f"must be a finite number, got {value!r}")
+            raise ConfigError(source, key, f"must be a finite number, got {shown(value)}")
         return float(value)
     if (hint is int and isinstance(value, bool)) or not isinstance(value, hint):
-        raise ConfigError(source, key, f"must be {hint.__name__}, got {value!r}")
+        raise ConfigError(source, key, f"must be {hint.__name__}, got {shown(value)}")
     return value
 
 
@@ -688,9 +690,22 @@ class _DuplicateKeyError(yaml.YAMLError):
         self.key, self.line = key, line
 
 
+class _AliasError(yaml.YAMLError):
+    def __init__(self, line: int):
+        super().__init__("anchors and aliases (&name, *name) are not allowed in a config")
+        self.line = line
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, except that a key given twice in one mapping is an error (YAML lets
-    the last one win silently)."""
+    the last one win silently), and anchors and aliases are refused: a few nested aliases expand
+    to billions of values (a "billion laughs" bomb), and a config has no need of them."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _AliasError(event.start_mark.line + 1)
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -716,8 +731,13 @@ def _read_yaml(text: str, source: str, key: str) -> Any:
         return yaml.load(text, Loader=_UniqueKeyLoader)
     except _DuplicateKeyError as err:
         raise ConfigError(source, err.key, f"given twice (line {err.line})") from err
+    except _AliasError as err:
+        raise ConfigError(source, key, f"line {err.line}: {err}; write the value out") from err
     except yaml.YAMLError as err:
-        raise ConfigError(source, key, f"not valid YAML: {str(err).splitlines()[0]}") from err
+        raise ConfigError(source, key, f"not valid YAML: {clip(str(err).splitlines()[0])}") from err
+    except (ValueError, RecursionError) as err:  # an int over 4,300 digits; nesting too deep
+        message = clip(str(err).split(";")[0], 160) or "nested too deeply"
+        raise ConfigError(source, key, f"unreadable value ({message})") from err
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -741,10 +761,14 @@ def load_config(
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
+        if path.is_dir():
+            raise ConfigError(source, "<file>", "is a directory; --config takes a YAML file")
+        if not path.exists():
             raise ConfigError(source, "<file>", "config file not found")
         try:
             text = path.read_bytes().decode("utf-8-sig")
+        except OSError as err:
+            raise ConfigError(source, "<file>", f"cannot be read ({err.strerror or err})") from err
         except UnicodeDecodeError as err:
             raise ConfigError(
                 source,

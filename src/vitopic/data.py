@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from vitopic.errors import VitopicError
+from vitopic.errors import VitopicError, one_line
 from vitopic.text import split_lines, surrogate_at
 
 
@@ -77,10 +77,8 @@ def _dataset_rows(path: Path) -> Rows:
 
     try:
         dataset = datasets.load_from_disk(str(path))
-    except (FileNotFoundError, ValueError) as err:
-        raise DataError(
-            f"{path}: a directory, but not a dataset saved with save_to_disk ({str(err).splitlines()[0]})"
-        ) from err
+    except Exception as err:  # datasets raises anything (IndexError, KeyError...) on a damaged directory
+        raise DataError(f"{path}: {_unreadable_dataset(path, err)}") from err
     if isinstance(dataset, datasets.DatasetDict):
         raise DataError(
             f"{path}: a DatasetDict with splits {list(dataset)}; name one split's "
@@ -90,6 +88,20 @@ def _dataset_rows(path: Path) -> Rows:
         if isinstance(row.get("labels"), str):
             row["labels"] = [lab.strip() for lab in row["labels"].split(";") if lab.strip()]
         yield i, f"{path}[row {i}]", row
+
+
+def _unreadable_dataset(path: Path, err: Exception) -> str:
+    """Why `datasets` could not open the directory `path`, for a user."""
+    try:
+        shards = json.loads((path / "state.json").read_text("utf-8")).get("_data_files")
+    except (OSError, ValueError, AttributeError):
+        shards = None
+    if shards == []:
+        return "no examples (a saved dataset with no rows)"
+    return (
+        f"a directory, but not a readable dataset saved with save_to_disk ({one_line(err)}); "
+        "save it again with Dataset.save_to_disk"
+    )
 
 
 def _examples(
@@ -180,17 +192,36 @@ def stream_lines(stream: BinaryIO, name: str, error: type[VitopicError]) -> Iter
             yield from pieces
 
 
+CSV_FIELD_LIMIT = 2**31 - 1  # characters in one cell (the csv module's default is 131,072)
+
+
 def read_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict]]]:
-    """A UTF-8 CSV file with a header: its column names, and (line, row) for each row, streamed; a
-    row with more fields than the header is a DataError naming file and line."""
+    """A UTF-8 CSV file with a header: its column names, and (line, row) for each row, streamed.
+    A header naming a column twice, a row with more fields than the header, or any other CSV
+    problem is a DataError naming file and line."""
+    csv.field_size_limit(CSV_FIELD_LIMIT)
     reader = csv.DictReader(line + "\n" for line in iter_lines(path, DataError))
-    columns = list(reader.fieldnames or [])
+
+    def problem(err: csv.Error) -> DataError:
+        return DataError(f"{path}:{reader.line_num}: not valid CSV ({err}); fix that line")
+
+    try:
+        columns = list(reader.fieldnames or [])
+    except csv.Error as err:
+        raise problem(err) from err
+    if twice := sorted({c for c in columns if columns.count(c) > 1}):
+        raise DataError(
+            f"{path}:1: the header names column(s) {twice} more than once; rename or drop the copies"
+        )
 
     def rows() -> Iterator[tuple[int, dict]]:
-        for row in reader:
-            if None in row:
-                raise DataError(f"{path}:{reader.line_num}: more fields than the header has")
-            yield reader.line_num, row
+        try:
+            for row in reader:
+                if None in row:
+                    raise DataError(f"{path}:{reader.line_num}: more fields than the header has")
+                yield reader.line_num, row
+        except csv.Error as err:
+            raise problem(err) from err
 
     return columns, rows()
 

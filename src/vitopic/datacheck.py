@@ -84,6 +84,12 @@ def check_corpus(
 ) -> CheckReport:
     """Validate each split file, cross-split near-duplicates and prepared token lengths."""
     directory = Path(directory)
+    if not directory.is_dir():
+        state = "is not a directory" if directory.exists() else "does not exist"
+        raise DataError(
+            f"{directory}: {state}; data check takes a corpus directory holding "
+            f"{', '.join(f'{s}.jsonl' for s in SPLITS)} (showcase optional)"
+        )
     report = CheckReport()
     splits: dict[str, list[Example]] = {}
     for split in SPLITS:

@@ -9,3 +9,14 @@ def one_line(err: BaseException) -> str:
     """An exception as one line: vitopic's own message as it is, any other with its type first."""
     message = str(err).splitlines()[0] if str(err) else type(err).__name__
     return message if isinstance(err, VitopicError) else f"{type(err).__name__}: {message}"
+
+
+def clip(text: str, limit: int = 80) -> str:
+    """`text` for an error message, cut to `limit` characters: a message never echoes a huge
+    value whole."""
+    return text if len(text) <= limit else f"{text[: limit - 1]}… ({len(text):,} characters)"
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """`repr(value)`, clipped (see `clip`)."""
+    return clip(repr(value), limit)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from vitopic.data import Example, multi_hot
+from vitopic.files import write_json
 from vitopic.metrics import Metrics, multilabel_metrics
 from vitopic.options import Split
 from vitopic.plots import plot_pr_curves
@@ -52,7 +52,8 @@ def write_evaluation(
     targets: np.ndarray,
     rows: list[dict],
 ) -> Path:
-    """`eval-NAME.json` (metrics + per-example predictions) and `plots/pr-NAME.png`."""
+    """`eval-NAME.json` (metrics + per-example predictions) and `plots/eval-NAME.png`: names a
+    training run never writes (its own are `plots/pr-dev.png`, `plots/loss.png`)."""
     out_dir = Path(out_dir)
     (out_dir / "plots").mkdir(parents=True, exist_ok=True)
     plot_pr_curves(
@@ -60,14 +61,15 @@ def write_evaluation(
         targets,
         clf.labels,
         clf.thresholds,
-        out_dir / "plots" / f"pr-{name}.png",
+        evaluation_plot(out_dir, name),
         f"precision-recall on {name}",
     )
-    path = out_dir / f"eval-{name}.json"
-    path.write_text(
-        json.dumps({"metrics": result.to_dict(), "predictions": rows}, indent=1, ensure_ascii=False), "utf-8"
-    )
-    return path
+    return write_json(out_dir / f"eval-{name}.json", {"metrics": result.to_dict(), "predictions": rows})
+
+
+def evaluation_plot(out_dir: Path, name: str) -> Path:
+    """Where `write_evaluation` puts the precision-recall plot of an evaluation on `name`."""
+    return out_dir / "plots" / f"eval-{name}.png"
 
 
 DEGENERATE_SHARE = 0.9

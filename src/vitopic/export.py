@@ -20,6 +20,7 @@ from onnxscript.rewriter.ort_fusions import optimize_for_ort
 
 from vitopic.checkpoint import INT8_FILE, ONNX_FILE, load_model, open_checkpoint
 from vitopic.config import PHOBERT_MAX_LENGTH
+from vitopic.files import replacing
 from vitopic.quiet import quiet
 
 
@@ -59,10 +60,12 @@ def export_onnx(model_dir: str | Path, int8: bool = False) -> list[Path]:
                 verbose=False,
             )
         fused, _ = optimize_for_ort(onnx_ir.load(plain))
-        onnx_ir.save(fused, directory / ONNX_FILE)
+        # Each file replaces the old one whole (a kill or a full disk leaves the old one): vitopic.files.
+        with replacing(directory / ONNX_FILE) as target:
+            onnx_ir.save(fused, target, format="protobuf")
         written = [directory / ONNX_FILE]
         if int8:
-            with quiet(""):  # ONNX Runtime's advice to pre-process, logged on the root logger
-                quantize_dynamic(str(plain), str(directory / INT8_FILE), weight_type=QuantType.QInt8)
+            with quiet(""), replacing(directory / INT8_FILE) as target:  # quiet: ORT's pre-process advice
+                quantize_dynamic(str(plain), str(target), weight_type=QuantType.QInt8)
             written.append(directory / INT8_FILE)
     return written

@@ -5,7 +5,6 @@ training) and the upload of a checkpoint with its model card (`vitopic push-to-h
 from __future__ import annotations
 
 import fnmatch
-import json
 import os
 import shutil
 import tempfile
@@ -31,6 +30,7 @@ from vitopic.checkpoint import (
     open_checkpoint,
 )
 from vitopic.errors import VitopicError
+from vitopic.files import read_json
 from vitopic.modelcard import CARD_PLACEHOLDER, validate_card
 
 
@@ -133,6 +133,24 @@ def checkpoint_files(directory: str | Path) -> list[Path]:
     )
 
 
+def _check_quality(directory: Path) -> None:
+    """CheckpointError unless the training run's metrics.json is there and flags nothing."""
+    path = directory / METRICS_FILE
+    if not path.is_file():
+        raise CheckpointError(
+            f"{directory}: no {METRICS_FILE}, so whether training flagged this model cannot be "
+            "checked (the run did not finish writing its results); retrain it, or pass --force "
+            "to upload it unchecked"
+        )
+    metrics = read_json(path, CheckpointError)
+    flagged = metrics.get(QUALITY_WARNINGS) if isinstance(metrics, dict) else None
+    if flagged:
+        raise CheckpointError(
+            f"{directory}: training flagged this model as not worth using "
+            f"({'; '.join(map(str, flagged))}); pass --force to upload it anyway"
+        )
+
+
 def push_to_hub(
     model_dir: str | Path,
     repo_id: str,
@@ -144,17 +162,13 @@ def push_to_hub(
     """Validate, then upload the checkpoint files; the card's usage examples name `repo_id`.
 
     With `dry_run`, print and return what would be uploaded without contacting the Hub. A model
-    that training flagged as not worth using (metrics.json) is refused unless `force`.
+    that training flagged as not worth using, or whose training results (metrics.json) are
+    missing, is refused unless `force`.
     """
     directory = Path(model_dir)
     open_checkpoint(directory)
-    metrics = directory / METRICS_FILE
-    flagged = json.loads(metrics.read_text("utf-8")).get(QUALITY_WARNINGS) if metrics.is_file() else None
-    if flagged and not force:
-        raise CheckpointError(
-            f"{directory}: training flagged this model as not worth using "
-            f"({'; '.join(flagged)}); pass --force to upload it anyway"
-        )
+    if not force:
+        _check_quality(directory)
     card_path = directory / "README.md"
     if not card_path.is_file():
         raise CheckpointError(f"{directory}: no README.md model card")

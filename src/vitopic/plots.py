@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
+from vitopic.files import open_replacing
+
 
 def plot_pr_curves(
     scores: np.ndarray,
@@ -42,10 +44,7 @@ def plot_pr_curves(
         ax.scatter([r], [p], color="red", zorder=3, label=f"threshold {thresholds[j]:.2f}")
         ax.legend(loc="lower left")
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_losses(log_history: list[dict], path: str | Path, best_step: int | None = None) -> Path:
@@ -62,7 +61,15 @@ def plot_losses(log_history: list[dict], path: str | Path, best_step: int | None
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    return _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    """The figure as a PNG at `path`, replaced whole (see `vitopic.files`); the figure closed."""
+    try:
+        fig.tight_layout()
+        with open_replacing(path, binary=True) as f:
+            fig.savefig(f, format="png", dpi=80)
+    finally:
+        plt.close(fig)
     return Path(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from vitopic.checkpoint import (
     load_model,
     open_checkpoint,
 )
+from vitopic.errors import shown
 from vitopic.heads import Head
 from vitopic.hub import resolve
 from vitopic.options import BACKENDS, SPLITS, Backend, Split
@@ -303,31 +305,44 @@ class OnnxRunner:
 def _validate_inputs(texts: object) -> list[str]:
     if isinstance(texts, str):
         texts = [texts]
-    if not isinstance(texts, Sequence):
-        raise TypeError(f"texts must be a str or a list of str, got {type(texts).__name__}")
+    if isinstance(texts, _BYTES) or not isinstance(texts, Sequence):
+        raise TypeError(f"texts must be a str or a list of str, got {_kind(texts)}")
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
+            raise TypeError(f"texts[{i}] is {_kind(text)}, expected str")
     check_unicode(texts)
     return list(texts)
 
 
+_BYTES = (bytes, bytearray, memoryview)
+
+
+def _kind(value: object) -> str:
+    """A value's type for a message, with what to do about bytes."""
+    return (
+        f"{type(value).__name__} (bytes: decode first, e.g. .decode('utf-8'))"
+        if isinstance(value, _BYTES)
+        else type(value).__name__
+    )
+
+
+def _number(value: object, kind: type) -> bool:
+    """Whether `value` is a `kind` (numbers.Integral or numbers.Real: Python's or numpy's), not a bool."""
+    return isinstance(value, kind) and not isinstance(value, bool | np.bool_)
+
+
 def _check_options(batch_size: object, threshold: object, split: object, head: Head) -> None:
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if not _number(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {shown(batch_size)}")
     if threshold is not None:
         if not head.uses_thresholds:
             raise ValueError(
                 "threshold applies to multi_label models; a single_label model picks its most probable class"
             )
-        if (
-            not isinstance(threshold, int | float)
-            or isinstance(threshold, bool)
-            or not 0.0 <= threshold <= 1.0
-        ):
-            raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
+        if not _number(threshold, numbers.Real) or not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be a number in [0, 1], got {shown(threshold)}")
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+        raise ValueError(f"split must be one of {list(SPLITS)}, got {shown(split)}")
 
 
 def _windows(ids: list[int], size: int) -> list[list[int]]:

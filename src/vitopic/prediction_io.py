@@ -1,7 +1,7 @@
 """Files in and out of `vitopic predict`: input records (lines, JSONL, CSV) and prediction rows.
 
 Every input line gives one output row, in order, with every input field passed through. Output
-is written to a temporary name and renamed, so a file is either complete or absent.
+is written to a unique temporary name and renamed, so a file is either complete or absent.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import csv
 import io
 import itertools
 import json
-import os
 import sys
+import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -26,39 +26,74 @@ from vitopic.data import (
     read_csv,
     stream_lines,
 )
+from vitopic.files import open_replacing
 
 if TYPE_CHECKING:
     from vitopic.predict import Prediction, TopicClassifier
 
 FORMATS = ("jsonl", "csv", "table")
+INPUT_FORMATS = ("text", "jsonl", "csv")
+_INPUT_SUFFIXES = {".txt": "text", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 _SUFFIX_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 PREDICTED = ("labels", "scores", "empty", "pieces")  # the fields predict adds to each row
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection
 
 
-def read_records(source: str | None, text_field: str = "text") -> Iterator[dict]:
-    """Records from a file (`None`: stdin), streamed: CSV with a header when the name ends in .csv,
-    else one per line, each a JSON object holding `text_field` or a plain line of text (blank lines
-    kept). A missing file fails here; a bad line when the reader reaches it, naming the line."""
-    if source is not None and Path(source).suffix.lower() == ".csv":
+def read_records(source: str | None, text_field: str = "text", fmt: str | None = None) -> Iterator[dict]:
+    """Records from a file (`None`: stdin), streamed, in one format for the whole file: `fmt`
+    (see INPUT_FORMATS), else the name's suffix (.csv, .jsonl/.json/.ndjson, .txt), else the first
+    non-blank line (JSONL if it is a JSON object with a string `text_field`, else plain text).
+    Plain text is one record per line (blank lines kept); JSONL each non-blank line an object
+    holding `text_field`; CSV has a header. A missing file fails here; a bad line when the reader
+    reaches it, naming the line."""
+    name = source or "<stdin>"
+    fmt = fmt or (_INPUT_SUFFIXES.get(Path(source).suffix.lower()) if source else None)
+    if fmt == "csv":
+        if source is None:
+            raise DataError("CSV input is read from a file: give --input FILE.csv")
         return _csv_records(Path(source), text_field)
-    if source is not None:
-        return _line_records(iter_lines(Path(source), DataError), source, text_field)
+    lines = iter_lines(Path(source), DataError) if source else _stdin_lines()
+    if fmt is None:
+        head = []  # up to the first non-blank line
+        for line in lines:
+            head.append(line)
+            if line.strip():
+                break
+        fmt = "jsonl" if head and _is_record(head[-1], text_field) else "text"
+        lines = itertools.chain(head, lines)
+    if fmt == "jsonl":
+        return _json_records(lines, name, text_field)
+    return ({text_field: line} for line in lines)
+
+
+def _stdin_lines() -> Iterator[str]:
     if sys.stdin is None or sys.stdin.isatty():
         raise DataError("no input: give texts as arguments, --input FILE, or pipe text on stdin")
     # A text-only stand-in for stdin (no .buffer) is read whole.
     stdin = getattr(sys.stdin, "buffer", None) or io.BytesIO(sys.stdin.read().encode())
-    return _line_records(stream_lines(stdin, "<stdin>", DataError), "<stdin>", text_field)
+    return stream_lines(stdin, "<stdin>", DataError)
 
 
-def _line_records(lines: Iterator[str], name: str, text_field: str) -> Iterator[dict]:
+def _is_record(line: str, text_field: str) -> bool:
+    """Whether `line` is a JSONL record: a JSON object with a string `text_field`."""
+    try:
+        row = json.loads(line)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(row, dict) and isinstance(row.get(text_field), str)
+
+
+def _json_records(lines: Iterator[str], name: str, text_field: str) -> Iterator[dict]:
     for lineno, line in enumerate(lines, start=1):
-        if not line.lstrip().startswith("{"):
+        if not line.strip():
             yield {text_field: line}
             continue
         row = parse_json_line(line, f"{name}:{lineno}")
         if not isinstance(row, dict) or not isinstance(row.get(text_field), str):
-            raise DataError(f"{name}:{lineno}: a JSON line needs a string {text_field!r} field")
+            raise DataError(
+                f"{name}:{lineno}: a JSON line needs a string {text_field!r} field "
+                "(plain text? give --input-format text)"
+            )
         check_surrogates(row[text_field], f"{name}:{lineno}", text_field)
         yield row
 
@@ -91,10 +126,17 @@ def output_format(path: str | None, requested: str | None) -> str:
 
 
 def input_columns(record: dict, taken: Iterable[str] = PREDICTED) -> dict:
-    """The record's fields, each named like an output field (`taken`) kept as `input_<name>`:
-    a labeled file keeps its gold labels."""
+    """The record's fields, each named like an output field (`taken`) kept as `input_<name>`
+    (`input_input_<name>` where that is a field too, and so on): a labeled file keeps its gold
+    labels, and no field overwrites another."""
     taken = set(taken)
-    return {f"input_{k}" if k in taken else k: v for k, v in record.items()}
+    out: dict = {}
+    for key, value in record.items():
+        name = key
+        while name in taken or name in out or (name != key and name in record):
+            name = f"input_{name}"
+        out[name] = value
+    return out
 
 
 def prediction_row(
@@ -185,27 +227,31 @@ def _csv_safe(value: object) -> object:
 
 
 def _table_head(labels: list[str]) -> str:
-    head = [f"{lab[:11]:>11}" for lab in labels]
+    head = [f"{printable(lab)[:11]:>11}" for lab in labels]
     return f"{'#':>5}  {' '.join(head)}  {'labels':<24}  text\n"
 
 
 def _table_row(number: int, row: dict, labels: list[str], text_field: str, width: int = 60) -> str:
     cells = [f"{row['scores'][lab]:>11.3f}" if lab in row["scores"] else f"{'':>11}" for lab in labels]
-    text = " ".join(str(row.get(text_field, "")).split())
+    text = printable(" ".join(str(row.get(text_field, "")).split()))
     text = text if len(text) <= width else text[: width - 1] + "…"
-    chosen = "(empty)" if row["empty"] else ",".join(row["labels"]) or "-"
+    chosen = "(empty)" if row["empty"] else printable(",".join(row["labels"])) or "-"
     return f"{number:>5}  {' '.join(cells)}  {chosen:<24}  {text}\n"
+
+
+def printable(text: str) -> str:
+    """`text` with every control, format or unassigned character (terminal escapes, BEL, bidi
+    overrides, zero-width marks) written as a visible escape such as `\\x1b`, so a terminal
+    shows the input rather than obeying it (the table format, `evaluate --errors`)."""
+    return "".join(
+        c.encode("unicode_escape").decode("ascii") if unicodedata.category(c).startswith("C") else c
+        for c in text
+    )
 
 
 def write_atomically(
     path: Path, rows: Iterable[dict], fmt: str, labels: list[str], text_field: str = "text"
 ) -> int:
-    """Write to a hidden temporary file beside `path`, renamed into place only when complete."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            count = write_rows(rows, fmt, labels, f, text_field)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return count
+    """Write `path` whole or not at all (a device or FIFO streamed): see `vitopic.files`."""
+    with open_replacing(path) as f:
+        return write_rows(rows, fmt, labels, f, text_field)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import importlib.metadata
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from vitopic.baseline import baseline_label
-from vitopic.checkpoint import METRICS_FILE, QUALITY_WARNINGS, Metadata
+from vitopic.checkpoint import METRICS_FILE, QUALITY_WARNINGS, CheckpointError, Metadata
 from vitopic.config import ModelConfig, TrainingConfig
+from vitopic.files import read_json, write_json, write_text
 from vitopic.metrics import Metrics
 from vitopic.modelcard import render_card
 from vitopic.plots import plot_losses, plot_pr_curves
@@ -22,16 +22,18 @@ TRAINING = "training"  # metrics.json key: hyper-parameters, data sizes, version
 
 
 def write_run_outputs(
+    out: Path,
     result: TrainResult,
     training: dict,
     showcase_rows: list[dict] | None,
     baseline: dict[str, Metrics] | None = None,
     warnings: Sequence[str] = (),
 ) -> dict[str, Path]:
-    """Write the run's report files into its output directory; return their paths. `training`:
+    """Write the run's report files beside the saved model in `out` (the run's staging directory,
+    published with them: `vitopic.training.train`'s `report`); return their paths. `training`:
     what the card states about the run (`training_facts`)."""
-    out = result.output_dir
     meta = Metadata.load(out)
+    name = result.output_dir.name
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
     results = {"dev": result.dev, **({"test": result.test} if result.test else {})}
@@ -54,12 +56,11 @@ def write_run_outputs(
         QUALITY_WARNINGS: list(warnings),
         TRAINING: training,
     }
-    paths["metrics"] = out / METRICS_FILE
-    paths["metrics"].write_text(json.dumps(metrics, indent=1, ensure_ascii=False), "utf-8")
+    paths["metrics"] = write_json(out / METRICS_FILE, metrics)
 
     alarm = _alarm(warnings)
     lines = [
-        f"# Training report: {out.name}",
+        f"# Training report: {name}",
         "",
         *([alarm, ""] if alarm else []),
         f"Base model: `{meta.base_model or 'from scratch (PhoBERT-shaped)'}`, "
@@ -80,9 +81,8 @@ def write_run_outputs(
             f"| {_cell(r['text'])} | {', '.join(r['labels'])} | {', '.join(r['predicted'])} |"
             for r in showcase_rows
         ]
-    paths["report"] = out / "report.md"
-    paths["report"].write_text("\n".join(lines) + "\n", "utf-8")
-    paths["card"] = _write_card(out, meta, results, baseline, warnings, training)
+    paths["report"] = write_text(out / "report.md", "\n".join(lines) + "\n")
+    paths["card"] = _write_card(out, name, meta, results, baseline, warnings, training)
     return paths
 
 
@@ -137,6 +137,7 @@ def _alarm(warnings: Sequence[str]) -> str:
 
 def _write_card(
     out: Path,
+    name: str,
     meta: Metadata,
     results: dict[str, Metrics],
     baseline: dict[str, Metrics] | None,
@@ -150,33 +151,44 @@ def _write_card(
             + "; ".join(f"{baseline_label(key)} {r.macro_f1:.3f}" for key, r in baseline.items())
             + "."
         )
-    path = out / "README.md"
-    path.write_text(
+    return write_text(
+        out / "README.md",
         render_card(
             meta,
             results,
-            out.name,
+            name,
             extra_metrics=extra,
             training=training,
             license_override=(training or {}).get("license"),
         ),
-        "utf-8",
     )
-    return path
 
 
 def update_model_card(out: Path, name: str, result: Metrics) -> Path:
     """Record an evaluation on file `name` in metrics.json (`evaluations`) and the model card
-    (the card's metrics rebuilt from metrics.json)."""
+    (the card's metrics rebuilt from metrics.json). The training run's own rows stay: an
+    evaluation named like one of them is shown as `NAME (evaluated)`. A directory without the
+    training run's metrics.json is refused (its card would lose the run's results and warnings)."""
     metrics_path = out / METRICS_FILE
-    metrics = json.loads(metrics_path.read_text("utf-8")) if metrics_path.is_file() else {}
+    if not metrics_path.is_file():
+        raise CheckpointError(
+            f"{out}: no {METRICS_FILE} (the training run's results and quality warnings); "
+            "--update-card adds to them: retrain the model, or evaluate without --update-card"
+        )
+    metrics = read_json(metrics_path, CheckpointError)
+    if not isinstance(metrics, dict):
+        raise CheckpointError(f"{metrics_path}: not a JSON object; restore or regenerate it")
     metrics.setdefault(EVALUATIONS, {})[name] = result.to_dict()
-    metrics_path.write_text(json.dumps(metrics, indent=1, ensure_ascii=False), "utf-8")
+    write_json(metrics_path, metrics)
     results = {split: metrics[split] for split in ("dev", "test") if metrics.get(split)}
+    evaluated = {
+        f"{key} (evaluated)" if key in results else key: r for key, r in metrics[EVALUATIONS].items()
+    }
     return _write_card(
         out,
+        out.name,
         Metadata.load(out),
-        _from_json({**results, **metrics[EVALUATIONS]}),
+        _from_json({**results, **evaluated}),
         _from_json(metrics.get("baseline") or {}),
         metrics.get(QUALITY_WARNINGS, ()),
         metrics.get(TRAINING),

@@ -3,16 +3,19 @@
 - A new run needs an empty or missing `output.dir`, a previous vitopic run of the same config, or
   `overwrite` (only over a previous vitopic run: a directory that is not one, such as a project
   root, is never written into). `resume` needs a previous run of the same config.
-- A lock file stops two runs in one directory.
-- The finished model is written to a staging directory and moved in at the end, `vitopic.json`
-  last: until then the previous model stays complete and loadable, and its stale artefacts (ONNX
-  exports, evaluations, plots, trainer checkpoints) never sit beside new weights.
+- A lock file stops two runs in one directory (and an evaluation's update of a model while it runs).
+- The finished model and its report files (metrics.json, report.md, the card, plots) are written
+  to a staging directory and moved in at the end, under the lock, `vitopic.json` last: until
+  then the previous model stays complete and loadable, its stale artefacts (ONNX exports,
+  evaluations, plots, trainer checkpoints) never sit beside new weights, and a loadable model
+  always has its report.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +30,7 @@ from vitopic.checkpoint import (
     SAFE_WEIGHTS,
     SHARDS,
 )
-from vitopic.errors import VitopicError
+from vitopic.errors import VitopicError, shown
 
 LOCK_FILE = ".vitopic.lock"
 STAGING = ".staging"
@@ -73,7 +76,7 @@ def check_output_dir(out: Path, config: dict, resume: bool, overwrite: bool) -> 
     """Raise RunDirError unless a run with `config` may write into `out` (see the module doc)."""
     if out.exists() and not out.is_dir():
         raise RunDirError(f"output.dir {out} is a file, not a directory")
-    entries = [p for p in out.iterdir() if p.name != LOCK_FILE] if out.is_dir() else []
+    entries = [p for p in out.iterdir() if not p.name.startswith(LOCK_FILE)] if out.is_dir() else []
     previous = _previous_config(out) if entries else None
     same = previous is not None and all(previous.get(k) == config.get(k) for k in SAME_RUN_SECTIONS)
     if resume:
@@ -101,32 +104,52 @@ def check_output_dir(out: Path, config: dict, resume: bool, overwrite: bool) -> 
 
 @contextmanager
 def locked(out: Path) -> Iterator[None]:
-    """Hold `out/.vitopic.lock` for the duration; a lock whose process is gone is taken over."""
+    """Hold `out/.vitopic.lock` for the duration. The lock appears with this process's id already
+    in it (written under a unique name, then hard-linked into place), so a lock is never seen
+    empty while its run starts; a lock naming no process is refused, one whose process is gone
+    is taken over."""
     out.mkdir(parents=True, exist_ok=True)
     lock = out / LOCK_FILE
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
+    fd, name = tempfile.mkstemp(prefix=f"{LOCK_FILE}.", dir=out)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        for _ in range(2):
             try:
-                pid = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and _alive(pid):
-                raise RunDirError(
-                    f"output.dir {out} is in use by another run (process {pid}); "
-                    f"wait for it, or remove {lock} if that process is gone"
-                ) from None
-            lock.unlink(missing_ok=True)
-    else:
-        raise RunDirError(f"cannot lock output.dir {out}")
-    with os.fdopen(fd, "w") as f:
-        f.write(str(os.getpid()))
+                os.link(name, lock)
+                break
+            except FileExistsError:
+                _check_holder(out, lock)
+                lock.unlink(missing_ok=True)
+        else:
+            raise RunDirError(f"cannot lock {out}: another process keeps taking {lock}")
+    finally:
+        os.unlink(name)
     try:
         yield
     finally:
         lock.unlink(missing_ok=True)
+
+
+def _check_holder(out: Path, lock: Path) -> None:
+    """RunDirError unless the lock's process is gone (then the lock may be taken over)."""
+    try:
+        text = lock.read_text().strip()
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        text = f"unreadable: {err.strerror}"
+    if not text.isdigit():
+        raise RunDirError(
+            f"{out} is locked by {lock}, which names no process ({shown(text)}); if no vitopic "
+            "run or evaluation is using the directory, remove that file"
+        )
+    pid = int(text)
+    if _alive(pid):
+        raise RunDirError(
+            f"{out} is in use by another run (process {pid}); wait for it, or remove {lock} "
+            "if that process is gone"
+        )
 
 
 def _alive(pid: int) -> bool:
@@ -145,13 +168,17 @@ def clear_previous_run(out: Path) -> None:
 
 
 def publish(out: Path, staging: Path) -> None:
-    """Replace the previous model in `out` by the one in `staging`: the old `vitopic.json` goes
-    first (so the directory never looks finished with mixed files), then every old artefact, then
-    the new files; the caller writes the new `vitopic.json` last."""
+    """Replace the previous model in `out` by the finished one in `staging` (its weights, its
+    report files and its `vitopic.json`): the old `vitopic.json` goes first (so the directory
+    never looks finished with mixed files), then every old artefact, then the new files, and the
+    new `vitopic.json` last, so a kill at any moment leaves no finished-looking model without
+    its report."""
     (out / METADATA_FILE).unlink(missing_ok=True)
     for pattern in RUN_ARTEFACTS:
         for path in out.glob(pattern):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     for path in staging.iterdir():
-        os.replace(path, out / path.name)
+        if path.name != METADATA_FILE:
+            os.replace(path, out / path.name)
+    os.replace(staging / METADATA_FILE, out / METADATA_FILE)
     staging.rmdir()

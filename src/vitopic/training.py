@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,6 +260,9 @@ class TrainResult:
     best_step: int | None = None  # the checkpoint kept (best dev macro-F1 at tuned thresholds)
 
 
+Report = Callable[[Path, TrainResult], None]  # writes a run's report files into the given directory
+
+
 def process_state() -> PartialState:
     """This process's place in a (torchrun / accelerate) launch. On a CPU, accelerate sees the
     launch only when told `cpu=True`, as Trainer's `use_cpu` does: without it every rank would
@@ -272,12 +276,14 @@ def train(
     splits: Splits | None = None,
     overwrite: bool = False,
     verbose: bool = False,
+    report: Report | None = None,
 ) -> TrainResult:
     """Fine-tune per `cfg`, tune thresholds on dev, and save a checkpoint into `output.dir`.
 
     Every process computes; only the main process writes, holding the directory's lock. The
     finished model replaces the previous one only at the end (`vitopic.json` last): a run that
-    fails at any point leaves the previous model as it was (see `vitopic.run_dir`).
+    fails at any point leaves the previous model as it was (see `vitopic.run_dir`). `report`
+    writes the run's report files beside the saved model before it lands, in the main process.
     """
     if cfg.training.fp16 and not torch.cuda.is_available():
         raise ConfigError(
@@ -295,14 +301,20 @@ def train(
         transformers_logging.disable_progress_bar()  # "Writing model shards" at every save
     try:
         with locked(out) if state.is_main_process else nullcontext():
-            return _train(cfg, state, out, checkpoint, splits or Splits.load(cfg.data), verbose)
+            return _train(cfg, state, out, checkpoint, splits or Splits.load(cfg.data), verbose, report)
     finally:
         if bars:
             transformers_logging.enable_progress_bar()
 
 
 def _train(
-    cfg: Config, state: PartialState, out: Path, checkpoint: str | None, splits: Splits, verbose: bool
+    cfg: Config,
+    state: PartialState,
+    out: Path,
+    checkpoint: str | None,
+    splits: Splits,
+    verbose: bool,
+    report: Report | None,
 ) -> TrainResult:
     labels, head = cfg.data.labels, cfg.model.head
     base = fetch_base_model(cfg.model.name_or_path, cfg.model.revision) if cfg.model.name_or_path else None
@@ -358,16 +370,7 @@ def _train(
         metadata.thresholds = [float(t) for t in tune_thresholds(dev_scores, targets["dev"])]
     dev, dev_scores, _, dev_rows = evaluate_examples(clf, splits.dev)
     test = evaluate_examples(clf, splits.test)[0] if splits.test else None
-    if state.is_main_process:
-        shutil.rmtree(out / STAGING, ignore_errors=True)  # left by a run killed while saving
-    trainer.save_model(str(out / STAGING))  # weights + tokenizer files; main process only
-    if state.is_main_process:
-        (out / STAGING / "training_args.bin").unlink(missing_ok=True)  # a pickle; config.yaml says all
-        save_config(cfg, out / STAGING / CONFIG_FILE)
-        publish(out, out / STAGING)
-        metadata.save(out)
-    state.wait_for_everyone()
-    return TrainResult(
+    result = TrainResult(
         out,
         list(metadata.thresholds),
         dev,
@@ -379,6 +382,19 @@ def _train(
         trainer.state.global_step,
         trainer.state.best_global_step,
     )
+    staging = out / STAGING
+    if state.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)  # left by a run killed while saving
+    trainer.save_model(str(staging))  # weights + tokenizer files; main process only
+    if state.is_main_process:
+        (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; config.yaml says all
+        save_config(cfg, staging / CONFIG_FILE)
+        metadata.save(staging)
+        if report:
+            report(staging, result)
+        publish(out, staging)  # vitopic.json last
+    state.wait_for_everyone()
+    return result
 
 
 def _last_checkpoint(out: Path) -> str:

@@ -3,18 +3,21 @@ composed from components; the only code besides the CLI that sees the whole `Con
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 from vitopic.baseline import KEYWORD_SUFFIX, TfidfBaseline, keyword_metrics
 from vitopic.checkpoint import METADATA_FILE, CheckpointError
 from vitopic.config import Config
-from vitopic.data import check_labels, read_examples
-from vitopic.evaluation import evaluate_examples, quality_warnings, write_evaluation
+from vitopic.data import Example, check_labels, read_examples
+from vitopic.evaluation import evaluate_examples, evaluation_plot, quality_warnings, write_evaluation
 from vitopic.metrics import Metrics, multilabel_metrics, tune_thresholds
 from vitopic.options import Split
 from vitopic.predict import TopicClassifier
+from vitopic.prediction_io import printable
 from vitopic.report import training_facts, update_model_card, write_run_outputs
-from vitopic.training import Splits, process_state, train
+from vitopic.run_dir import locked
+from vitopic.training import Splits, TrainResult, process_state, train
 
 
 def run_baseline(
@@ -43,25 +46,30 @@ def train_and_report(
 ) -> Path:
     """Train, save, reload the saved checkpoint to label the showcase sentences, write the report.
 
-    A model that loses to TF-IDF + LR on dev, or gives nearly all of dev one label set, is saved
-    but flagged: the last line printed, report.md, the model card and metrics.json say so.
+    The report files land with the model, under the run's lock, before its `vitopic.json`. A model
+    that loses to TF-IDF + LR on dev, or gives nearly all of dev one label set, is saved but
+    flagged: the last line printed, report.md, the model card and metrics.json say so.
     """
     splits = Splits.load(cfg.data)
-    result = train(cfg, resume=resume, splits=splits, overwrite=overwrite, verbose=verbose)
-    if process_state().is_main_process:
+    warnings: list[str] = []
+
+    def report(directory: Path, result: TrainResult) -> None:
         showcase_rows = None
         if splits.showcase:
-            clf = TopicClassifier.from_pretrained(result.output_dir)
+            clf = TopicClassifier.from_pretrained(directory)
             showcase_rows = evaluate_examples(clf, splits.showcase)[3]
         baseline = run_baseline(cfg, splits=splits)
-        warnings = quality_warnings(result.dev, result.dev_rows, baseline.get("dev"))
+        warnings.extend(quality_warnings(result.dev, result.dev_rows, baseline.get("dev")))
         sizes = {
             name: len(getattr(splits, name))
             for name in ("train", "dev", "test", "showcase")
             if getattr(splits, name)
         }
         facts = training_facts(cfg.training, cfg.model, result, sizes)
-        write_run_outputs(result, facts, showcase_rows, baseline=baseline, warnings=warnings)
+        write_run_outputs(directory, result, facts, showcase_rows, baseline=baseline, warnings=warnings)
+
+    result = train(cfg, resume=resume, splits=splits, overwrite=overwrite, verbose=verbose, report=report)
+    if process_state().is_main_process:
         for name, metrics in (("dev", result.dev), ("test", result.test)):
             if metrics:
                 print(metrics.format(name))
@@ -98,20 +106,41 @@ def evaluate_on_file(
     check_labels(examples, clf.labels, data)
     if tune and not clf.metadata.head.uses_thresholds:
         raise CheckpointError(f"{model}: --tune-thresholds applies to multi_label models")
+    # --save and --update-card rewrite the model's files: never beside a training run or another update.
+    with locked(Path(model)) if save or update_card else nullcontext():
+        return _evaluate(
+            clf, model, data, examples, out_dir, batch_size, split, errors, tune, save, update_card
+        )
+
+
+def _evaluate(
+    clf: TopicClassifier,
+    model: str,
+    data: str,
+    examples: list[Example],
+    out_dir: str | None,
+    batch_size: int,
+    split: Split,
+    errors: int,
+    tune: bool,
+    save: bool,
+    update_card: bool,
+) -> Metrics:
     name = Path(data).stem
     result, scores, targets, rows = evaluate_examples(clf, examples, batch_size, progress=True, split=split)
     print(result.format(Path(data).name))
     target = Path(out_dir) if out_dir else default_eval_dir(model)
     path = write_evaluation(target, name, clf, result, scores, targets, rows)
-    print(f"wrote {path} and {target / 'plots' / f'pr-{name}.png'}")
+    print(f"wrote {path} and {evaluation_plot(target, name)}")
     wrong = [r for r in rows if set(r["predicted"]) != set(r["labels"])]
-    for r in wrong[:errors]:
+    listed = wrong[: max(errors, 0)]
+    for r in listed:
         print(
-            f"  [{r['id']}] gold {','.join(r['labels']) or '-'}  predicted "
-            f"{','.join(r['predicted']) or '-'}  {r['scores']}  {r['text']}"
+            f"  [{printable(r['id'])}] gold {','.join(r['labels']) or '-'}  predicted "
+            f"{','.join(r['predicted']) or '-'}  {r['scores']}  {printable(r['text'])}"
         )
-    if errors and len(wrong) > errors:
-        print(f"  ... {len(wrong) - errors} more wrong predictions in {path}")
+    if listed and len(wrong) > len(listed):
+        print(f"  ... {len(wrong) - len(listed)} more wrong predictions in {path}")
     if tune:
         cuts = tune_thresholds(scores, targets)
         retuned = multilabel_metrics(clf.metadata.head.decide(scores, cuts), targets, clf.labels)

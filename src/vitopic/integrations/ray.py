@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from vitopic.errors import shown
 from vitopic.options import Backend, Split
 from vitopic.prediction_io import PREDICTED, input_columns
 
@@ -47,10 +48,18 @@ class Labeler:
                 f"no {self.text_column!r} column in the dataset (columns: "
                 f"{sorted(batch)}); pass text_column=..."
             )
+        texts = batch[self.text_column].tolist()
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                where = f"row {i} of this batch" + (f" (id {shown(batch['id'][i])})" if "id" in batch else "")
+                raise TypeError(
+                    f"{where}: {self.text_column!r} is {shown(text)}, not a string; drop or fill "
+                    "rows without a text first (Dataset.filter or Dataset.map)"
+                )
         try:
-            predictions = self.classifier.predict(batch[self.text_column].tolist(), **self.options)
-        except TypeError as err:  # predict names the row within the batch
-            raise TypeError(f"column {self.text_column!r}: {err}") from err
+            predictions = self.classifier.predict(texts, **self.options)
+        except ValueError as err:  # predict names the row within the batch
+            raise ValueError(f"column {self.text_column!r} of this batch: {err}") from err
         score_columns = {label: f"score_{label}" for label in self.classifier.labels}
         out = input_columns(batch, {*PREDICTED, *score_columns.values()})
         out["labels"] = np.empty(len(predictions), dtype=object)  # one list per row, not 2-D
