@@ -387,3 +387,76 @@ def test_an_invalid_hub_id_is_refused_without_contacting_the_hub(no_hub, name):
 def test_a_file_is_not_a_checkpoint_directory(no_hub, model_copy):
     with pytest.raises(CheckpointError, match="not a directory"):
         resolve(model_copy / "config.json")
+
+
+ADDED = {"content": "Ukraine", "special": False, "lstrip": False, "rstrip": False, "normalized": True}
+
+
+@pytest.mark.parametrize(
+    ("file", "edit", "fragment"),
+    [
+        (
+            "tokenizer_config.json",
+            lambda d: _add_to_decoder(d, "70000", ADDED),
+            "token 'Ukraine' has id '70000', not a row of the embeddings",
+        ),
+        ("tokenizer_config.json", lambda d: _add_to_decoder(d, "-1", ADDED), "has id '-1'"),
+        ("added_tokens.json", lambda d: edit_json(d / "added_tokens.json", Ukraine=64001), "has id 64001"),
+        (
+            "special_tokens_map.json",
+            lambda d: (d / "special_tokens_map.json").write_text(
+                json.dumps({"additional_special_tokens": ["<x>"]})
+            ),
+            "special token '<x>' is neither in vocab.txt nor an added token",
+        ),
+        (
+            "tokenizer_config.json",
+            lambda d: edit_json(d / "tokenizer_config.json", sep_token="<sep>"),
+            "special token '<sep>'",
+        ),
+    ],
+)
+def test_token_ids_past_the_embeddings_are_refused(model_copy, file, edit, fragment):
+    """An id the embeddings have no row for would be a raw IndexError at the first text using it."""
+    edit(model_copy)
+    refused(model_copy, file, fragment)
+
+
+def _add_to_decoder(directory: Path, token_id: str, entry: dict) -> None:
+    config = json.loads((directory / "tokenizer_config.json").read_text("utf-8"))
+    config["added_tokens_decoder"][token_id] = entry
+    edit_json(directory / "tokenizer_config.json", added_tokens_decoder=config["added_tokens_decoder"])
+
+
+@pytest.mark.parametrize(
+    ("backend", "file", "content", "fragment"),
+    [
+        ("onnx", "model.onnx", b"garbage", "not a valid ONNX model (["),
+        ("onnx-int8", "model.int8.onnx", b"", "not a valid ONNX model"),
+    ],
+)
+def test_a_broken_onnx_file_is_refused_naming_it(model_copy, backend, file, content, fragment):
+    (model_copy / file).write_bytes(content)
+    with pytest.raises(CheckpointError) as info:
+        TopicClassifier.from_pretrained(model_copy, backend=backend)
+    message = str(info.value)
+    assert message.startswith(f"{model_copy / file}: ") and fragment in message and "\n" not in message
+    assert "vitopic export --model" in message
+
+
+def test_an_onnx_graph_of_another_shape_is_refused(model_copy):
+    """A valid ONNX file that is not vitopic's export (other inputs) fails at loading, not at predict."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "other",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model_copy / "model.onnx"
+    )
+    with pytest.raises(CheckpointError, match=r"model\.onnx: takes \['x'\] and gives \['y'\]"):
+        TopicClassifier.from_pretrained(model_copy, backend="onnx")

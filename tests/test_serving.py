@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from helpers import DATA, VITOPIC
 from prometheus_client.parser import text_string_to_metric_families
 
-from vitopic.serving import Limits, MicroBatcher, create_app
+from vitopic.serving import Limits, MicroBatcher, ModelError, allowed_hosts, create_app
 
 ARTICLE = (
     "Hội nghị thượng đỉnh NATO khai mạc tại Washington. " * 30
@@ -69,6 +69,16 @@ def server(trained_dir):
             "50",
             "--max-body-bytes",
             "20000",
+            "--max-text-chars",
+            "12000",
+            "--max-request-chars",
+            "15000",
+            "--header-timeout",
+            "1",
+            "--body-timeout",
+            "1",
+            "--allowed-hosts",
+            "api.example",
             "--log-level",
             "warning",
         ],
@@ -126,6 +136,13 @@ BAD = [  # (what is sent, status, part of the one-line reason)
     ),
     ({"json": {"texts": ["a"] * 51}}, 413, "51 texts in one request; the limit is 50"),
     ({"json": {"texts": ["x" * 30000]}}, 413, "over the 20,000-byte limit"),
+    (
+        {"json": {"texts": ["a", "x" * 12001]}},
+        413,
+        "texts[1]: 12,001 characters; the limit is 12,000 per text",
+    ),
+    ({"json": {"items": [{"text": "x" * 12001}]}}, 413, "items[0].text: 12,001 characters"),
+    ({"json": {"texts": ["x" * 8000] * 2}}, 413, "16,000 characters in one request; the limit is 15,000"),
     (
         {"content": iter([b'{"texts": ["', b"x" * 15000, b"x" * 15000, b'"]}'])},
         413,
@@ -196,8 +213,141 @@ def test_the_batcher_merges_waiting_requests_up_to_max_batch():
 
     results = asyncio.run(scenario())
     assert results == [["A", "B"], ["C"], ["D", "E"], ["F"], ["G", "H", "I", "J", "K", "L"]]
-    # the first three fill a batch of 5; "f" cannot join the oversized last one
-    assert calls == [["a", "b", "c", "d", "e"], ["f"], ["g", "h", "i", "j", "k", "l"]]
+    # smallest requests first, up to 5 texts a call; the 6-text request in two parts, in order
+    assert calls == [["c", "f", "a", "b"], ["d", "e"], ["g", "h", "i", "j", "k"], ["l"]]
+
+
+def test_a_failed_batch_is_retried_request_by_request(caplog):
+    """Only the request that makes the model fail gets the error; the log names the request ids."""
+    calls: list[list[str]] = []
+
+    def predict(texts):
+        calls.append(texts)
+        if "BOOM" in texts:
+            raise RuntimeError("weights on fire")
+        return [t.upper() for t in texts]
+
+    async def scenario():
+        batcher = MicroBatcher(predict, Limits(max_wait_ms=200))
+        worker = asyncio.create_task(batcher.run())
+        texts = [[f"t{i}"] if i != 3 else ["BOOM"] for i in range(8)]
+        results = await asyncio.gather(
+            *(batcher.submit(t, f"req-{i}") for i, t in enumerate(texts)), return_exceptions=True
+        )
+        worker.cancel()
+        batcher.close()
+        return results
+
+    results = asyncio.run(scenario())
+    assert [r if isinstance(r, list) else "error" for r in results] == [
+        *([f"T{i}"] for i in range(3)),
+        "error",
+        *([f"T{i}"] for i in range(4, 8)),
+    ]
+    assert isinstance(results[3], ModelError)
+    assert len(calls) == 9 and len(calls[0]) == 8  # one batch, then each request alone
+    logged = [r for r in caplog.records if r.name == "vitopic.serving"]
+    assert all(f"req-{i}" in logged[0].getMessage() for i in range(8))
+    assert [r.getMessage() for r in logged[1:]] == ["model call failed on request req-3 (1 texts)"]
+
+
+def test_a_small_request_does_not_wait_behind_a_huge_one():
+    """A big request runs in parts of max_batch_chars; a small one goes before its next part."""
+    calls: list[list[str]] = []
+    release = threading.Event()
+
+    def predict(texts):
+        calls.append(texts)
+        release.wait(30)
+        return texts
+
+    async def scenario():
+        batcher = MicroBatcher(predict, Limits(max_wait_ms=0, max_batch_chars=10))
+        worker = asyncio.create_task(batcher.run())
+        huge = asyncio.create_task(batcher.submit(["x" * 10] * 5, "huge"))
+        while not calls:  # the first part is being predicted
+            await asyncio.sleep(0.01)
+        small = asyncio.create_task(batcher.submit(["y"], "small"))
+        await asyncio.sleep(0.05)
+        release.set()
+        results = await asyncio.gather(huge, small)
+        worker.cancel()
+        batcher.close()
+        return results
+
+    assert asyncio.run(scenario()) == [["x" * 10] * 5, ["y"]]
+    assert calls == [["x" * 10], ["y"], *[["x" * 10]] * 4]
+
+
+def _open(server: str) -> socket.socket:
+    host, port = server.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=30)
+
+
+def _trickle(sock: socket.socket, data: bytes) -> int:
+    """Send `data` a byte at a time, about 20 a second, until the server closes: the bytes sent."""
+    sock.settimeout(0.05)
+    for sent, byte in enumerate(data):
+        try:
+            if sock.recv(1) == b"":
+                return sent
+        except TimeoutError:
+            pass
+        try:
+            sock.sendall(bytes([byte]))
+        except OSError:
+            return sent
+    return len(data)
+
+
+def _closed_by_server(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a timeout fails the test)."""
+    received = b""
+    while chunk := sock.recv(4096):
+        received += chunk
+    return received
+
+
+@pytest.mark.slow
+def test_slow_clients_are_cut_off(server):
+    """Slowloris: headers that never end, headers trickled byte by byte, a body that never ends."""
+    with _open(server) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        assert _closed_by_server(sock) == b""
+    with _open(server) as sock:
+        data = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 1000
+        assert _trickle(sock, data) < len(data)
+    with _open(server) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"texts": ['
+        )
+        answer = _closed_by_server(sock)
+        assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 1 s" in answer
+    assert httpx.get(f"{server}/health").status_code == 200
+
+
+@pytest.mark.slow
+def test_only_loopback_host_names_and_docs_off(server):
+    """DNS rebinding: a loopback server answers loopback Host names and --allowed-hosts only."""
+    port = server.rsplit(":", 1)[1]
+    for host in ("evil.example", "127.0.0.1.nip.io", f"evil.example:{port}", ""):
+        response = httpx.get(f"{server}/health", headers={"Host": host})
+        assert response.status_code == 400, host
+        assert "--allowed-hosts" in response.json()["error"] and "\n" not in response.json()["error"]
+    for host in (f"localhost:{port}", "127.0.0.1", f"[::1]:{port}", "API.example"):
+        assert httpx.get(f"{server}/health", headers={"Host": host}).status_code == 200, host
+    assert httpx.get(f"{server}/docs").status_code == 404
+    assert httpx.get(f"{server}/openapi.json").status_code == 404
+
+
+def test_allowed_hosts_and_docs_switch(classifier):
+    assert allowed_hosts("0.0.0.0") is None and allowed_hosts("::", ["*"]) is None
+    assert allowed_hosts("0.0.0.0", ["api.example"]) == {"api.example"}
+    assert allowed_hosts("::1") == allowed_hosts("localhost") == {"localhost", "127.0.0.1", "::1"}
+    assert "api.example" in allowed_hosts("127.0.0.2", ["API.example:443"])
+    with TestClient(create_app(classifier, docs=True)) as http:
+        assert http.get("/openapi.json").status_code == 200 and http.get("/docs").status_code == 200
 
 
 def test_a_model_failure_is_a_500_with_a_request_id_logged_once(classifier, caplog, monkeypatch):

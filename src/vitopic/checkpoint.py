@@ -294,12 +294,58 @@ def _check_tokenizer_files(directory: Path, config: PretrainedConfig) -> None:
     vocab, merges = (directory / name for name in TOKENIZER_FILES)
     if not _read_tokenizer_file(merges).strip():
         raise CheckpointError(f"{merges}: empty; PhoBERT's tokenizer needs its BPE merges")
-    size = _vocab_size(vocab)
-    if size != config.vocab_size:
+    tokens = _vocab(vocab)
+    if len(tokens) != config.vocab_size:
         raise CheckpointError(
-            f"{vocab}: {size} tokens (with <s>, <pad>, </s>, <unk> and <mask>), but "
+            f"{vocab}: {len(tokens)} tokens (with <s>, <pad>, </s>, <unk> and <mask>), but "
             f"config.json vocab_size (the embeddings' rows) is {config.vocab_size}"
         )
+    _check_added_tokens(directory, tokenizer_config, tokens, config.vocab_size)
+
+
+def _check_added_tokens(directory: Path, tokenizer_config: dict, vocab: set[str], rows: int) -> None:
+    """Every id the tokenizer files give a token is a row of the embeddings, and every special
+    token they name has one (transformers would append a missing one past the last row): a
+    model that loads never fails later on an index out of range."""
+    decoder = tokenizer_config.get("added_tokens_decoder") or {}
+    if not isinstance(decoder, dict):
+        raise CheckpointError(f"{directory / TOKENIZER_CONFIG}: added_tokens_decoder must be an object")
+    legacy = _read_json(directory / "added_tokens.json", required=False)
+    given = [
+        *(
+            (TOKENIZER_CONFIG, entry.get("content") if isinstance(entry, dict) else entry, key)
+            for key, entry in decoder.items()
+        ),
+        *(("added_tokens.json", token, token_id) for token, token_id in legacy.items()),
+    ]
+    for name, token, token_id in given:
+        number = int(token_id) if isinstance(token_id, str) and token_id.isdigit() else token_id
+        if not (isinstance(number, int) and not isinstance(number, bool) and 0 <= number < rows):
+            raise CheckpointError(
+                f"{directory / name}: token {token!r} has id {token_id!r}, not a row of the "
+                f"embeddings (config.json vocab_size {rows}: ids 0..{rows - 1})"
+            )
+    added = {token for _, token, _ in given}
+    for name in (TOKENIZER_CONFIG, "special_tokens_map.json"):
+        data = tokenizer_config if name == TOKENIZER_CONFIG else _read_json(directory / name, required=False)
+        for token in _special_tokens(data):
+            if token not in vocab and token not in added:
+                raise CheckpointError(
+                    f"{directory / name}: special token {token!r} is neither in vocab.txt nor an "
+                    f"added token; transformers would give it id {rows}, past the embeddings' {rows} rows"
+                )
+
+
+def _special_tokens(data: dict) -> list[str]:
+    """The special tokens a tokenizer file names (`*_token` keys, `additional_special_tokens`)."""
+    named = [v for k, v in data.items() if k.endswith("_token")]
+    extra = data.get("additional_special_tokens") or []
+    found = []
+    for value in [*named, *(extra if isinstance(extra, list) else [extra])]:
+        content = value.get("content") if isinstance(value, dict) else value
+        if isinstance(content, str):
+            found.append(content)
+    return found
 
 
 def _read_tokenizer_file(path: Path) -> str:
@@ -313,8 +359,8 @@ def _read_tokenizer_file(path: Path) -> str:
         raise CheckpointError(f"{path}: unreadable ({err})") from err
 
 
-def _vocab_size(path: Path) -> int:
-    """len(PhobertTokenizer): <s> <pad> </s> <unk>, one token per `<token> <count>` line, <mask>."""
+def _vocab(path: Path) -> set[str]:
+    """PhobertTokenizer's tokens: <s> <pad> </s> <unk>, one per `<token> <count>` line, <mask>."""
     lines = _read_tokenizer_file(path).split("\n")
     if lines[-1] == "":
         lines.pop()
@@ -328,7 +374,7 @@ def _vocab_size(path: Path) -> int:
         if token in tokens:
             raise CheckpointError(f"{path}:{number}: token {token!r} already on line {tokens[token]}")
         tokens[token] = number
-    return len({"<s>", "<pad>", "</s>", "<unk>", *tokens, "<mask>"})
+    return {"<s>", "<pad>", "</s>", "<unk>", *tokens, "<mask>"}
 
 
 def _weight_files(directory: Path) -> tuple[Path, list[Path]]:

@@ -85,7 +85,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from vitopic.serving import Limits, create_app
+    from vitopic.serving import Limits, allowed_hosts, create_app, server_config
 
     failure: list[str] = []
 
@@ -98,6 +98,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_wait_ms=args.max_wait_ms,
         max_texts=args.max_texts,
         max_body_bytes=args.max_body_bytes,
+        max_text_chars=args.max_text_chars,
+        max_request_chars=args.max_request_chars,
+        max_batch_chars=args.max_batch_chars,
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
     )
     app = create_app(
         args.model,
@@ -108,10 +113,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         device=args.device,
         backend=args.backend,
         on_load_failure=stop,
+        hosts=allowed_hosts(args.host, args.allowed_hosts),
+        docs=args.docs,
     )
     server = uvicorn.Server(
-        uvicorn.Config(
-            app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=10
+        server_config(
+            app,
+            limits,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            timeout_graceful_shutdown=10,
         )
     )
     server.run()
@@ -306,6 +318,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-texts", type=_positive_int, default=256, help="texts per request")
     p.add_argument("--max-body-bytes", type=_positive_int, default=2 * 1024 * 1024)
+    p.add_argument(
+        "--max-text-chars", type=_positive_int, default=20_000, help="characters per text (413 above)"
+    )
+    p.add_argument(
+        "--max-request-chars", type=_positive_int, default=200_000, help="characters per request (413 above)"
+    )
+    p.add_argument(
+        "--max-batch-chars",
+        type=_positive_int,
+        default=20_000,
+        help="characters per model call: a bigger request takes several, smaller requests go first",
+    )
+    p.add_argument("--header-timeout", type=float, default=10.0, help="seconds to send a request's headers")
+    p.add_argument("--body-timeout", type=float, default=30.0, help="seconds to send a body (408 after)")
+    p.add_argument(
+        "--allowed-hosts",
+        nargs="+",
+        default=[],
+        metavar="HOST",
+        help="Host names answered besides localhost, 127.0.0.1 and ::1 ('*': any); a server bound to "
+        "loopback answers only those (DNS rebinding)",
+    )
+    p.add_argument(
+        "--docs",
+        action="store_true",
+        help="serve /docs and /openapi.json (off by default: the docs page loads scripts from a CDN)",
+    )
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)
 

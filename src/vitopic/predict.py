@@ -289,14 +289,23 @@ class OnnxRunner:
     """Logits from an ONNX Runtime session over an exported model."""
 
     def __init__(self, path: Path):
+        export = f"run `vitopic export --model {path.parent}{' --int8' if path.name == INT8_FILE else ''}`"
         if not path.is_file():
-            raise CheckpointError(
-                f"{path}: not found; run `vitopic export --model "
-                f"{path.parent}{' --int8' if path.name == INT8_FILE else ''}`"
-            )
+            raise CheckpointError(f"{path}: not found; {export}")
         import onnxruntime
 
-        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's own errors (InvalidProtobuf, Fail, ...) share no base
+            reason = str(err).strip().partition("\n")[0]
+            raise CheckpointError(f"{path}: not a valid ONNX model ({reason}); {export}") from err
+        inputs = sorted(i.name for i in self.session.get_inputs())
+        outputs = [o.name for o in self.session.get_outputs()]
+        if inputs != ["attention_mask", "input_ids"] or "logits" not in outputs:
+            raise CheckpointError(
+                f"{path}: takes {inputs} and gives {outputs}, not vitopic's input_ids and "
+                f"attention_mask to logits; {export}"
+            )
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return self.session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]

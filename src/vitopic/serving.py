@@ -6,19 +6,24 @@ micro-batched into one model call.
     GET  /metadata  labels, thresholds, segmenter, base model, versions
     GET  /metrics   Prometheus text format
 
-`vitopic serve` runs it under uvicorn; `create_app` is the app for any ASGI server or Ray Serve.
+`vitopic serve` runs it under uvicorn (`server_config`: header and keep-alive timeouts);
+`create_app` is the app for any ASGI server or Ray Serve. Work per request is bounded (`Limits`),
+smaller requests are served first, and a server bound to loopback answers only loopback Host
+names unless told otherwise (DNS rebinding).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -46,6 +51,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("vitopic.serving")
 REQUEST_ID = "X-Request-ID"
 _ROUTES = ("/predict", "/health", "/metadata", "/metrics")
+KEEP_ALIVE_S = 5  # how long an idle connection stays open between requests
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 @dataclass(frozen=True)
@@ -56,13 +63,28 @@ class Limits:
     max_wait_ms: float = 5.0  # how long the first request of a batch waits for others
     max_texts: int = 256  # texts in one request
     max_body_bytes: int = 2 * 1024 * 1024
+    max_text_chars: int = 20_000  # characters in one text (413 above)
+    max_request_chars: int = 200_000  # characters in one request, all texts together (413 above)
+    max_batch_chars: int = 20_000  # characters per model call: a bigger request takes several
+    header_timeout_s: float = 10.0  # to receive a request's headers (slow ones: connection closed)
+    body_timeout_s: float = 30.0  # to receive a request's body, from its headers (408 after)
 
     def __post_init__(self) -> None:
-        for name in ("max_batch", "max_texts", "max_body_bytes"):
+        for name in (
+            "max_batch",
+            "max_texts",
+            "max_body_bytes",
+            "max_text_chars",
+            "max_request_chars",
+            "max_batch_chars",
+        ):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         if not 0 <= self.max_wait_ms <= 1000:
             raise ValueError(f"max_wait_ms must be in [0, 1000], got {self.max_wait_ms!r}")
+        for name in ("header_timeout_s", "body_timeout_s"):
+            if not 0 < getattr(self, name) <= 3600:
+                raise ValueError(f"{name} must be in (0, 3600] seconds, got {getattr(self, name)!r}")
 
 
 class Item(BaseModel):
@@ -92,40 +114,67 @@ class ModelError(RuntimeError):
     """The model failed on a batch that had passed validation (a server-side fault)."""
 
 
-@dataclass
+@dataclass(order=True)
 class _Job:
-    texts: list[str]
-    future: asyncio.Future
+    """Part of one request's texts; the queue serves the smallest request first, parts in order."""
+
+    rank: tuple[int, int]  # (the request's characters, arrival)
+    texts: list[str] = field(compare=False)
+    request_id: str = field(compare=False)
+    future: asyncio.Future = field(compare=False)
 
 
 @dataclass
 class MicroBatcher:
-    """Queue requests and run them together: a batch closes at `max_batch` texts or after
-    `max_wait_ms` from its first request. One model call at a time, off the event loop."""
+    """Queue requests and run them together, one model call at a time, off the event loop.
+
+    A request is cut into parts of at most `max_batch` texts and `max_batch_chars` characters (a
+    longer text alone), so no model call is long; waiting parts are served smallest request
+    first, so a small request never waits behind all of a huge one. A batch closes at those limits
+    or `max_wait_ms` after its first part. When a batch fails, its parts are retried one by one:
+    only the request that makes the model fail gets the error.
+    """
 
     predict: Callable[[list[str]], list[Prediction]]
     limits: Limits
     on_batch: Callable[[int], None] = lambda size: None
-    _queue: asyncio.Queue[_Job] = field(default_factory=asyncio.Queue)
+    _queue: asyncio.PriorityQueue[_Job] = field(default_factory=asyncio.PriorityQueue)
+    _arrivals: itertools.count = field(default_factory=itertools.count)
     _executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="vitopic-predict")
     )
 
-    async def submit(self, texts: list[str]) -> list[Prediction]:
-        future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(texts, future))
-        return await future
+    async def submit(self, texts: list[str], request_id: str = "") -> list[Prediction]:
+        loop = asyncio.get_running_loop()
+        chars = sum(map(len, texts))
+        jobs = []
+        for part in self._parts(texts):
+            jobs.append(_Job((chars, next(self._arrivals)), part, request_id, loop.create_future()))
+            self._queue.put_nowait(jobs[-1])
+        results = await asyncio.gather(*(job.future for job in jobs))
+        return [p for result in results for p in result]
+
+    def _parts(self, texts: list[str]) -> list[list[str]]:
+        parts: list[list[str]] = [[]]
+        chars = 0
+        for text in texts:
+            if parts[-1] and (
+                len(parts[-1]) == self.limits.max_batch or chars + len(text) > self.limits.max_batch_chars
+            ):
+                parts.append([])
+                chars = 0
+            parts[-1].append(text)
+            chars += len(text)
+        return parts
 
     async def run(self) -> None:
         """Serve the queue until cancelled."""
         loop = asyncio.get_running_loop()
-        carry: _Job | None = None
         while True:
-            jobs = [carry or await self._queue.get()]
-            carry = None
-            size = len(jobs[0].texts)
+            jobs = [await self._queue.get()]
+            size, chars = len(jobs[0].texts), sum(map(len, jobs[0].texts))
             deadline = loop.time() + self.limits.max_wait_ms / 1000
-            while size < self.limits.max_batch:
+            while size < self.limits.max_batch and chars < self.limits.max_batch_chars:
                 try:
                     job = (
                         self._queue.get_nowait()
@@ -134,27 +183,35 @@ class MicroBatcher:
                     )
                 except TimeoutError:
                     break
-                if size + len(job.texts) > self.limits.max_batch:
-                    carry = job  # it opens the next batch
+                job_chars = sum(map(len, job.texts))
+                if (
+                    size + len(job.texts) > self.limits.max_batch
+                    or chars + job_chars > self.limits.max_batch_chars
+                ):
+                    self._queue.put_nowait(job)  # it waits for the next batch, in its rank
                     break
                 jobs.append(job)
-                size += len(job.texts)
+                size, chars = size + len(job.texts), chars + job_chars
             await self._run(jobs)
 
     async def _run(self, jobs: list[_Job]) -> None:
         texts = [t for job in jobs for t in job.texts]
-        size = len(texts)
-        self.on_batch(size)
+        self.on_batch(len(texts))
         try:
             predictions = await asyncio.get_running_loop().run_in_executor(
                 self._executor, self.predict, texts
             )
-        except Exception as err:  # one log line per failed batch, with the traceback
-            logger.exception("model call failed on a batch of %d texts from %d requests", size, len(jobs))
-            outcome: Any = ModelError(f"{type(err).__name__}: {err}")
-            for job in jobs:
-                if not job.future.done():
-                    job.future.set_exception(outcome)
+        except Exception as err:
+            ids = ", ".join(dict.fromkeys(job.request_id for job in jobs))
+            if len(jobs) > 1:
+                logger.warning("model call failed on a batch of requests %s; retrying them one by one", ids)
+                for job in jobs:
+                    await self._run([job])
+                return
+            # one log line per failing request, with the traceback
+            logger.exception("model call failed on request %s (%d texts)", ids, len(texts))
+            if not jobs[0].future.done():
+                jobs[0].future.set_exception(ModelError(f"{type(err).__name__}: {err}"))
             return
         start = 0
         for job in jobs:
@@ -194,12 +251,35 @@ class _Metrics:
         self.ready = Gauge("vitopic_model_ready", "1 once the model is loaded", registry=self.registry)
 
 
-class _Guard:
-    """ASGI middleware: a request id for every request, the body-size limit, and the request
-    metrics (counted here, so 4xx answers from validation are counted too)."""
+def _host_name(header: bytes) -> str:
+    """The name in a Host header, without its port ("[::1]:8000" -> "::1")."""
+    host = header.decode("latin-1").strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
 
-    def __init__(self, app: Any, metrics: _Metrics, max_body_bytes: int):
-        self.app, self.metrics, self.limit = app, metrics, max_body_bytes
+
+def allowed_hosts(bind: str, extra: Sequence[str] = ()) -> frozenset[str] | None:
+    """The Host names a server bound to `bind` answers: loopback names (and `extra`) when bound to
+    loopback, which keeps pages on other sites from reaching it by DNS rebinding; `extra` only
+    when given for another address; None (any) otherwise. "*" in `extra` allows any."""
+    if "*" in extra:
+        return None
+    names = frozenset(_host_name(name.encode()) for name in extra)
+    try:
+        loopback = bind == "localhost" or ipaddress.ip_address(bind).is_loopback
+    except ValueError:  # a host name
+        loopback = False
+    return names | frozenset(LOOPBACK_NAMES) if loopback else names or None
+
+
+class _Guard:
+    """ASGI middleware: a request id for every request, the Host check, the body-size limit and
+    body-read deadline, and the request metrics (counted here, so 4xx answers are counted too)."""
+
+    def __init__(self, app: Any, metrics: _Metrics, limits: Limits, hosts: frozenset[str] | None):
+        self.app, self.metrics, self.limit, self.hosts = app, metrics, limits.max_body_bytes, hosts
+        self.body_timeout = limits.body_timeout_s
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -213,11 +293,23 @@ class _Guard:
         received = 0
         declared = headers.get(b"content-length", b"")
         too_large = f"the request body is over the {self.limit:,}-byte limit"
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
+        body_done = False
 
         async def limited_receive() -> dict:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # after the body: only a disconnect can come, whenever it does
+                return await receive()
+            try:
+                message = await asyncio.wait_for(
+                    receive(), max(deadline - asyncio.get_running_loop().time(), 0)
+                )
+            except TimeoutError:
+                raise HTTPException(
+                    408, f"the request body did not arrive within {self.body_timeout:g} s"
+                ) from None
             received += len(message.get("body", b""))
+            body_done = not message.get("more_body", False)
             if received > self.limit:
                 raise HTTPException(413, too_large)
             return message
@@ -232,8 +324,16 @@ class _Guard:
                 ]
             await send(message)
 
+        host = _host_name(headers.get(b"host", b""))
         try:
-            if declared.isdigit() and int(declared) > self.limit:
+            if self.hosts is not None and host not in self.hosts:
+                await _error(
+                    400,
+                    f"Host {host!r} is not served here (DNS rebinding?); "
+                    "start the server with --allowed-hosts to allow it",
+                    request_id,
+                )(scope, receive, tagged_send)
+            elif declared.isdigit() and int(declared) > self.limit:
                 await _error(413, too_large, request_id)(scope, receive, tagged_send)
             else:
                 await self.app(scope, limited_receive, tagged_send)
@@ -243,10 +343,10 @@ class _Guard:
 
 
 def _error(status: int, message: str, request_id: str) -> JSONResponse:
+    """The one-line JSON error; the connection is closed after a body that was not read (408, 413)."""
+    headers = {503: {"Retry-After": "1"}, 408: {"Connection": "close"}, 413: {"Connection": "close"}}
     return JSONResponse(
-        {"error": message, "request_id": request_id},
-        status_code=status,
-        headers={"Retry-After": "1"} if status == 503 else None,
+        {"error": message, "request_id": request_id}, status_code=status, headers=headers.get(status)
     )
 
 
@@ -268,6 +368,19 @@ def _one_line(err: RequestValidationError) -> tuple[int, str]:
         where += f"[{part}]" if isinstance(part, int) else f".{part}" if where else str(part)
     message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
     return 422, f"{where}: {message}" if where else message
+
+
+def _too_much(texts: list[str], items: bool, limits: Limits) -> str | None:
+    """Why a request holds more work than one may (413), or None."""
+    if len(texts) > limits.max_texts:
+        return f"{len(texts)} texts in one request; the limit is {limits.max_texts}"
+    for i, text in enumerate(texts):
+        if len(text) > limits.max_text_chars:
+            where = f"items[{i}].text" if items else f"texts[{i}]"
+            return f"{where}: {len(text):,} characters; the limit is {limits.max_text_chars:,} per text"
+    if (total := sum(map(len, texts))) > limits.max_request_chars:
+        return f"{total:,} characters in one request; the limit is {limits.max_request_chars:,}"
+    return None
 
 
 class _Model:
@@ -301,10 +414,13 @@ def create_app(
     device: str | None = None,
     backend: Backend = "torch",
     on_load_failure: Callable[[str], None] | None = None,
+    hosts: frozenset[str] | None = None,
+    docs: bool = False,
 ) -> FastAPI:
     """The service over `model`: a checkpoint dir or Hub id (loaded at startup, in the
     background) or a `TopicClassifier` already loaded. `on_load_failure(reason)` is called if
-    loading fails (`vitopic serve` exits then); /health reports it either way."""
+    loading fails (`vitopic serve` exits then); /health reports it either way. `hosts`: the Host
+    names answered (None: any; see `allowed_hosts`). `docs`: serve /docs and /openapi.json."""
     limits = limits or Limits()
     metrics = _Metrics()
     state = _Model(model, {"revision": revision, "device": device, "backend": backend})
@@ -337,8 +453,11 @@ def create_app(
         version=__version__,
         lifespan=lifespan,
         summary="Topic labels for Vietnamese news sentences",
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
     )
-    app.add_middleware(_Guard, metrics=metrics, max_body_bytes=limits.max_body_bytes)
+    app.add_middleware(_Guard, metrics=metrics, limits=limits, hosts=hosts)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -359,16 +478,14 @@ def create_app(
                 request_id,
             )
         texts = body.all_texts()
-        if len(texts) > limits.max_texts:
-            return _error(
-                413, f"{len(texts)} texts in one request; the limit is {limits.max_texts}", request_id
-            )
+        if (too_much := _too_much(texts, body.items is not None, limits)) is not None:
+            return _error(413, too_much, request_id)
         try:
             check_unicode(texts)
         except ValueError as err:
             return _error(422, str(err), request_id)
         try:
-            predictions = await batcher.submit(texts)
+            predictions = await batcher.submit(texts, request_id)
         except ModelError:
             return _error(
                 500,
@@ -411,12 +528,7 @@ def create_app(
                 "backend": backend,
                 "split": split,
                 "threshold_override": threshold,
-                "limits": {
-                    "max_batch": limits.max_batch,
-                    "max_wait_ms": limits.max_wait_ms,
-                    "max_texts": limits.max_texts,
-                    "max_body_bytes": limits.max_body_bytes,
-                },
+                "limits": asdict(limits),
             }
         )
 
@@ -425,3 +537,48 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+class _HeaderDeadline:
+    """Mixed into uvicorn's HTTP protocol: a connection that has not sent a request's headers
+    within `header_timeout` seconds (from its opening, or from the previous response) is closed.
+    uvicorn has no such limit: a client trickling header bytes (slowloris) would hold it forever."""
+
+    header_timeout: float = 10.0
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._await_headers()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]
+        self._await_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._header_timer.cancel()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def _await_headers(self) -> None:
+        if timer := getattr(self, "_header_timer", None):
+            timer.cancel()
+        cycle = self.cycle  # type: ignore[attr-defined]
+        self._header_timer = self.loop.call_later(  # type: ignore[attr-defined]
+            self.header_timeout, self._expire, cycle
+        )
+
+    def _expire(self, cycle: Any) -> None:
+        current = self.cycle  # type: ignore[attr-defined]
+        if current is cycle and (current is None or current.response_complete):
+            self.transport.close()  # type: ignore[attr-defined]
+
+
+def server_config(app: FastAPI, limits: Limits, **options: Any) -> Any:
+    """A `uvicorn.Config` for `app`: `options` (host, port, ...) with vitopic's timeouts."""
+    import uvicorn
+
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    except ImportError:  # uvicorn without httptools: its h11 protocol
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base
+    protocol = type("VitopicHTTP", (_HeaderDeadline, base), {"header_timeout": limits.header_timeout_s})
+    return uvicorn.Config(app, http=protocol, timeout_keep_alive=KEEP_ALIVE_S, **options)
