@@ -59,9 +59,15 @@ def test_the_quality_benchmark_prints_seeds_beside_the_baselines(tmp_path):
     )
     out = run(
         "benchmarks/quality.py",
+        "--config",
+        "configs/tiny.yaml",
         "--seeds",
         "1",
         "2",
+        "--few-shot",
+        "4",
+        "--few-shot-seeds",
+        "1",
         "--eval",
         str(eval_file),
         "training.max_steps=20",
@@ -71,8 +77,17 @@ def test_the_quality_benchmark_prints_seeds_beside_the_baselines(tmp_path):
         "model.intermediate_size=64",
     )
     names = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("|")]
-    assert names[2:] == ["keyword rules", "TF-IDF + LR", "seed 1", "seed 2", "mean", "min", "std"]
-    assert "extra macro-F1" in out and "test macro-F1" in out
+    assert names[2:9] == [
+        "keyword rules",
+        "TF-IDF + LR",
+        "tiny seed 1",
+        "tiny seed 2",
+        "tiny mean",
+        "tiny min",
+        "tiny std",
+    ]
+    assert names[11:] == ["TF-IDF + LR", "tiny"]  # the few-shot table
+    assert "extra macro-F1" in out and "test macro-F1" in out and "test N=4" in out
 
 
 @pytest.mark.parametrize("backend", ["onnx-int8", "onnx"])

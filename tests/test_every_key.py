@@ -319,6 +319,14 @@ for _key in ARGUMENTS:
     check(_key)(_reaches_training_arguments)
 
 
+@check("model.freeze_embeddings")
+def _(ctx):
+    _, model = _built(ctx.load("true", f"model.name_or_path={ctx.fixture('base_dir')}"), ctx)
+    assert not model.get_input_embeddings().weight.requires_grad
+    assert model.classifier.out_proj.weight.requires_grad
+    ctx.refused("true", "needs model.name_or_path")
+
+
 @check("training.seed")
 def _(ctx):
     cfg = ctx.load("7")

@@ -86,6 +86,14 @@ class ModelConfig:
         },
     )
 
+    freeze_embeddings: bool = field(
+        default=False,
+        metadata={
+            "help": "pretrained base only: keep its word embeddings as they are (words the train "
+            "split lacks keep what pretraining taught; a faster step)"
+        },
+    )
+
     SCRATCH_ONLY: ClassVar[tuple[str, ...]] = (
         "hidden_size",
         "num_hidden_layers",
@@ -107,6 +115,10 @@ class ModelConfig:
         if self.name_or_path is None:
             if self.revision is not None:
                 found.append(("revision", "needs model.name_or_path (a model built from scratch has none)"))
+            if self.freeze_embeddings:
+                found.append(
+                    ("freeze_embeddings", "needs model.name_or_path (pretrained embeddings to keep)")
+                )
             return found
         defaults = ModelConfig()
         found += [

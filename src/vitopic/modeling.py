@@ -43,9 +43,11 @@ def build_model(
     fields = head_config(labels, model.head)
     torch.manual_seed(seed)  # the new head's (and a scratch model's) initial weights
     if base is not None:
-        return base.classifier(
+        network = base.classifier(
             **fields, hidden_dropout_prob=model.dropout, attention_probs_dropout_prob=model.dropout
         )
+        network.get_input_embeddings().weight.requires_grad_(not model.freeze_embeddings)
+        return network
     config = RobertaConfig(
         vocab_size=len(tokenizer),
         hidden_size=model.hidden_size,

@@ -32,6 +32,11 @@ PROGRESS_SECONDS = 30.0
 SPLITS = ("train", "heldout")
 
 
+def say(message: str) -> None:
+    """A progress line, flushed at once (long runs log to files, where print would buffer it)."""
+    print(message, flush=True)
+
+
 def _open_raw(path: Path) -> tuple[IO[bytes], IO[bytes]]:
     """(the compressed file, a decompressed binary stream over it)."""
     raw = open(path, "rb")  # noqa: SIM115  closed by the caller through the stream
@@ -115,7 +120,7 @@ def prepare_source(
     segmenter: str,
     tokenizer,
     holdout_every: int,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = say,
 ) -> dict[str, Prepared]:
     """`source` prepared and tokenized into the cache (done once), loaded as {split: Prepared}."""
     stems = {split: cache_stem(cache_dir, source, segmenter, split) for split in SPLITS}

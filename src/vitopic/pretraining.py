@@ -27,7 +27,7 @@ from transformers import RobertaConfig, RobertaForMaskedLM
 
 from vitopic.config import PretrainConfig, save_config
 from vitopic.errors import VitopicError
-from vitopic.pretrain_data import Prepared, pack, prepare_source, sentences, sequence
+from vitopic.pretrain_data import Prepared, pack, prepare_source, say, sentences, sequence
 from vitopic.tokenizer import PHOBERT_TOKENIZER_DIR, phobert_tokenizer
 
 PAD, MASK = 1, 64000
@@ -87,7 +87,7 @@ class _Sentences:
                 yield [str(i) for i in ids.tolist()]
 
 
-def word2vec_embeddings(sources: list[Source], cfg: PretrainConfig, log=print) -> np.ndarray:
+def word2vec_embeddings(sources: list[Source], cfg: PretrainConfig, log=say) -> np.ndarray:
     """A (64,001 x hidden) embedding matrix from skip-gram vectors of PhoBERT's pieces over all
     train text, scaled to RoBERTa's initial spread (std 0.02); pieces never seen stay random.
     Cached beside the prepared text."""
@@ -169,7 +169,7 @@ def mlm_loss(model: RobertaForMaskedLM, inputs, attention, chosen, targets) -> t
     return torch.nn.functional.cross_entropy(logits, targets)
 
 
-def load_sources(cfg: PretrainConfig, log=print) -> list[Source]:
+def load_sources(cfg: PretrainConfig, log=say) -> list[Source]:
     tokenizer = phobert_tokenizer()
     sources = []
     for path in map(Path, cfg.data.sources):
@@ -264,7 +264,7 @@ def _load_state(out: Path, model, optimizer) -> dict:
     return json.loads((state / "progress.json").read_text())
 
 
-def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
+def pretrain(cfg: PretrainConfig, resume: bool = False, log=say) -> dict:
     """Run (or resume) masked-LM pretraining per `cfg`; write the base model into `output.dir`."""
     t = cfg.training
     out = Path(cfg.output.dir)
@@ -326,12 +326,13 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, log=print) -> dict:
                     model, inputs.to(device), attention.to(device), chosen.to(device), targets.to(device)
                 )
             loss.backward()
+            value = loss.item()
+            if not math.isfinite(value):
+                raise PretrainError(f"step {step}: loss is {value}; lower training.learning_rate")
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            if not math.isfinite(float(loss)):
-                raise PretrainError(f"step {step}: loss is {float(loss)}; lower training.learning_rate")
-            running.append(float(loss))
+            running.append(value)
             progress["step"] = step + 1
             progress["tokens"] += int(attention.sum())
             now = time.monotonic()
