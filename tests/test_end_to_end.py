@@ -116,7 +116,7 @@ def test_cli_evaluate_on_a_labeled_file(trained_dir, tmp_path, capsys):
         == 0
     )
     assert "macro-F1" in capsys.readouterr().out
-    assert (tmp_path / "eval-test.json").is_file() and (tmp_path / "plots/pr-test.png").is_file()
+    assert (tmp_path / "eval-test.json").is_file() and (tmp_path / "plots/eval-test.png").is_file()
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
