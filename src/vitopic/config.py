@@ -746,7 +746,7 @@ def _read_yaml(text: str, source: str, key: str) -> Any:
     except _AliasError as err:
         raise ConfigError(source, key, f"line {err.line}: {err}; write the value out") from err
     except yaml.YAMLError as err:
-        raise ConfigError(source, key, f"not valid YAML: {clip(str(err).splitlines()[0])}") from err
+        raise ConfigError(source, key, f"not valid YAML: {clip(str(err).splitlines()[0], 200)}") from err
     except (ValueError, RecursionError) as err:  # an int over 4,300 digits; nesting too deep
         message = clip(str(err).split(";")[0], 160) or "nested too deeply"
         raise ConfigError(source, key, f"unreadable value ({message})") from err
