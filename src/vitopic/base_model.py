@@ -22,6 +22,7 @@ from transformers import AutoModelForSequenceClassification, PhobertTokenizer, P
 from vitopic.checkpoint import CONFIG_FILE, PICKLE_WEIGHTS, SAFE_WEIGHTS, TOKENIZER_FILES
 from vitopic.errors import VitopicError
 from vitopic.hub import HubError, download_file, where
+from vitopic.quiet import quiet
 from vitopic.tokenizer import phobert_tokenizer
 
 WEIGHTS = {"safetensors": SAFE_WEIGHTS, "pickle": PICKLE_WEIGHTS}
@@ -45,23 +46,36 @@ class BaseModel:
         return phobert_tokenizer(self.directory, max_length)
 
     def classifier(self, **head) -> PreTrainedModel:
-        """The encoder with a fresh classification head (`head`: num_labels, id2label, ...)."""
+        """The encoder with a fresh classification head (`head`: num_labels, id2label, ...).
+
+        transformers' load report (the LM head left out, the new head initialised: always so for a
+        base model) is not printed; an encoder tensor the weights lack is a BaseModelError instead.
+        """
         try:
-            return AutoModelForSequenceClassification.from_pretrained(
-                self.directory,
-                use_safetensors=self.weights == "safetensors",
-                weights_only=True,
-                trust_remote_code=False,
-                ignore_mismatched_sizes=True,
-                dtype=torch.float32,  # weights stored in fp16 (as a shipped mini-PhoBERT's are) train in fp32
-                **head,
-            )
+            with quiet("transformers"):
+                model, info = AutoModelForSequenceClassification.from_pretrained(
+                    self.directory,
+                    use_safetensors=self.weights == "safetensors",
+                    weights_only=True,
+                    trust_remote_code=False,
+                    ignore_mismatched_sizes=True,
+                    dtype=torch.float32,  # weights stored in fp16 (as the mini-PhoBERT's are) train in fp32
+                    output_loading_info=True,
+                    **head,
+                )
         except pickle.UnpicklingError as err:
             raise BaseModelError(
                 f"{where(self.name, self.revision)}: pytorch_model.bin holds objects beyond tensors "
                 "(a pickle that would run code when loaded); refused, nothing in it was executed. Use "
                 "a revision with model.safetensors (model.revision=...) or a trusted conversion."
             ) from err
+        missing = [key for key in info["missing_keys"] if not key.startswith("classifier.")]
+        if missing:
+            raise BaseModelError(
+                f"{where(self.name, self.revision)}: its weights lack {len(missing)} of the encoder's "
+                f"tensors (first: {missing[0]}); not a RoBERTa/PhoBERT checkpoint of this config.json"
+            )
+        return model
 
 
 def fetch_base_model(name_or_path: str, revision: str | None = None) -> BaseModel:
