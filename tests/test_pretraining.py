@@ -191,3 +191,50 @@ def test_every_bad_value_is_reported_at_once():
     keys = [key for key, _ in err.value.problems]
     assert keys == ["model.hidden_size", "data.sources", "training.seq_length", "training.mask_prob"]
     assert str(CONFIG) in str(err.value)
+
+
+def test_a_base_model_whose_weights_lack_the_encoder_is_refused(pretrained, tmp_path):
+    """Weights of another architecture would leave the encoder random, silently: refused instead."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from vitopic.base_model import BaseModelError, fetch_base_model
+
+    broken = tmp_path / "broken"
+    shutil.copytree(pretrained[0], broken, ignore=shutil.ignore_patterns("state"))
+    tensors = load_file(broken / "model.safetensors")
+    save_file({k.replace("roberta.", "bert."): v for k, v in tensors.items()}, broken / "model.safetensors")
+    with pytest.raises(BaseModelError, match=r"lack \d+ of the encoder's tensors"):
+        fetch_base_model(str(broken)).classifier(num_labels=3)
+
+
+SHIPPED = ROOT / "models" / "mini-phobert"
+
+
+def test_the_shipped_encoder_is_a_small_phobert_base_model():
+    """models/mini-phobert: PhoBERT's tokenizer files, a card, weights within 40 MB, and plain
+    AutoModelForMaskedLM fills a mask with a Vietnamese word."""
+    for name in ("vocab.txt", "bpe.codes"):
+        assert (SHIPPED / name).read_bytes() == (PHOBERT_TOKENIZER_DIR / name).read_bytes()
+    assert (SHIPPED / "model.safetensors").stat().st_size <= 40_000_000
+    card = (SHIPPED / "README.md").read_text("utf-8")
+    assert "news-2025-2026-leads" in card and "viwiki-2017" in card and "CC BY-SA" in card
+    model = AutoModelForMaskedLM.from_pretrained(SHIPPED).float()
+    tokenizer = AutoTokenizer.from_pretrained(SHIPPED)
+    batch = tokenizer(["Thủ_đô của Việt_Nam là <mask> ."], return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**batch).logits[0, batch["input_ids"][0].tolist().index(MASK)]
+    assert tokenizer.convert_ids_to_tokens(int(logits.argmax())) not in tokenizer.all_special_tokens
+
+
+def test_the_quick_start_config_fine_tunes_the_shipped_encoder(tmp_path, monkeypatch):
+    """configs/mini-phobert.yaml as the README's quick start runs it (fewer steps), then predict."""
+    monkeypatch.chdir(ROOT)  # the config's relative paths, as in the quick start
+    out = tmp_path / "run"
+    ran = run_cli("train", "--config", ROOT / "configs" / "mini-phobert.yaml", f"output.dir={out}", *QUICK)
+    assert ran.code == 0, ran.err
+    assert json.loads((out / "vitopic.json").read_text())["base_model"] == "models/mini-phobert"
+    predicted = run_cli("predict", "--model", out, "--input", DATA / "showcase.jsonl", "--quiet")
+    assert predicted.code == 0, predicted.err
+    assert len(predicted.out.splitlines()) == len((DATA / "showcase.jsonl").read_text("utf-8").splitlines())

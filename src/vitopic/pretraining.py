@@ -27,6 +27,7 @@ from transformers import RobertaConfig, RobertaForMaskedLM
 
 from vitopic.config import PretrainConfig, save_config
 from vitopic.errors import VitopicError
+from vitopic.files import write_json, write_text
 from vitopic.pretrain_data import Prepared, pack, prepare_source, say, sentences, sequence
 from vitopic.tokenizer import PHOBERT_TOKENIZER_DIR, phobert_tokenizer
 
@@ -396,8 +397,8 @@ def save_base_model(model, cfg: PretrainConfig, sources: list[Source], progress:
     model.to(torch.float32)
     for name in ("vocab.txt", "bpe.codes", LICENSE_FILE):
         shutil.copyfile(PHOBERT_TOKENIZER_DIR / name, out / name)
-    (out / "pretrain_metrics.json").write_text(json.dumps(progress, indent=1))
-    (out / "README.md").write_text(render_card(cfg, sources, progress, model), encoding="utf-8")
+    write_json(out / "pretrain_metrics.json", progress)
+    write_text(out / "README.md", render_card(cfg, sources, progress, model))
 
 
 def render_card(cfg: PretrainConfig, sources: list[Source], progress: dict, model) -> str:
