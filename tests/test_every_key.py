@@ -204,8 +204,8 @@ def _(ctx):
 
 @check("model.num_attention_heads")
 def _(ctx):
-    _, model = _built(ctx.load("4"), ctx)
-    assert model.roberta.encoder.layer[0].attention.self.num_attention_heads == 4
+    _, model = _built(ctx.load("2"), ctx)
+    assert model.roberta.encoder.layer[0].attention.self.num_attention_heads == 2
 
 
 @check("model.intermediate_size")
@@ -242,10 +242,26 @@ def _(ctx):
     assert len(Splits.load(ctx.load("other-dev.jsonl").data).dev) == 25
 
 
+@check("data.dev_ratio")
+def _(ctx):
+    splits = Splits.load(ctx.load("0.25", "data.dev_file=null").data)
+    assert (len(splits.dev), len(splits.train)) == (30, 90)
+    ctx.refused("0", "must be in")
+
+
 @check("data.test_file")
 def _(ctx):
-    assert Splits.load(ctx.load("null").data).test is None
+    assert Splits.load(ctx.load("null", "data.test_ratio=0").data).test is None
+    held_out = Splits.load(ctx.load("null").data)
+    assert (len(held_out.test), len(held_out.train)) == (12, 108)
     assert len(Splits.load(ctx.load("other-dev.jsonl").data).test) == 25
+
+
+@check("data.test_ratio")
+def _(ctx):
+    splits = Splits.load(ctx.load("0.25", "data.test_file=null").data)
+    assert (len(splits.test), len(splits.train)) == (30, 90)
+    ctx.refused("0.95", "must leave some train examples", "data.dev_file=null", "data.test_file=null")
 
 
 @check("data.showcase_file")
@@ -285,7 +301,7 @@ def _(ctx):
 
 # training: what reaches TrainingArguments
 ARGUMENTS = {
-    "training.learning_rate": ("0.001", lambda a: a.learning_rate == 0.001),
+    "training.learning_rate": ("0.005", lambda a: a.learning_rate == 0.005),
     "training.batch_size": ("4", lambda a: a.per_device_train_batch_size == 4),
     "training.eval_batch_size": ("8", lambda a: a.per_device_eval_batch_size == 8),
     "training.epochs": ("2", lambda a: a.num_train_epochs == 2.0),

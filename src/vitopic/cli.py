@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import signal
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from vitopic import __version__
-from vitopic.config import ConfigError, PretrainConfig, keys_help, load_config
+from vitopic.config import Config, ConfigError, DataConfig, PretrainConfig, keys_help, load_config
 from vitopic.data import DataError
 from vitopic.errors import VitopicError, one_line, shown
 from vitopic.labels import DEFAULT_LABELS
@@ -21,13 +22,59 @@ from vitopic.options import BACKENDS, SEGMENTERS, SPLITS
 from vitopic.prediction_io import FORMATS, INPUT_FORMATS
 
 PREDICT_CHUNK = 2048  # input records read, predicted and written at a time: constant memory
+# `train --data` without --config: the offline default's settings (a source checkout's configs/).
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "mini-phobert.yaml"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that it unwinds as after Ctrl-C (locks released)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def train_config(args: argparse.Namespace) -> Config:
+    """`--config` plus overrides; or, for `--data FILE`, the offline default's settings (or
+    `--config`'s) with that file (dev and test held out of it), `--labels` and `--output`, then
+    the overrides."""
+    if args.data is None:
+        if args.labels or args.output:
+            raise ConfigError("<command line>", "--labels", "--labels and --output go with --data FILE")
+        if args.config is None:
+            raise ConfigError("<command line>", "--config", "give --config FILE, or --data FILE --labels A,B")
+        return load_config(args.config, args.overrides)
+    if not args.labels:
+        raise ConfigError("<command line>", "--labels", "--data needs --labels (comma-separated)")
+    data = Path(args.data)
+    short = [
+        f"data.dir={json.dumps(str(data.parent))}",
+        f"data.train_file={json.dumps(data.name)}",
+        "data.dev_file=null",
+        "data.test_file=null",
+        "data.showcase_file=null",
+        f"data.labels={json.dumps(args.labels)}",
+        *([f"output.dir={json.dumps(args.output)}"] if args.output else []),
+    ]
+    return load_config(args.config or DEFAULT_CONFIG, [*short, *args.overrides])
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from vitopic.training import resume_hint
     from vitopic.workflows import train_and_report
 
-    cfg = load_config(args.config, args.overrides)
-    train_and_report(cfg, resume=args.resume, overwrite=args.overwrite, verbose=args.verbose)
+    cfg = train_config(args)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        train_and_report(
+            cfg, resume=args.resume, overwrite=args.overwrite, verbose=args.verbose, quiet=args.quiet
+        )
+    except KeyboardInterrupt as stop:
+        what, code = ("SIGTERM", 128 + signal.SIGTERM) if isinstance(stop, Terminated) else ("Ctrl-C", 130)
+        print(f"training stopped ({what}); {resume_hint(Path(cfg.output.dir))}", file=sys.stderr)
+        return code
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 
@@ -42,7 +89,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from vitopic.predict import TopicClassifier
-    from vitopic.prediction_io import output_format, predict_rows, read_records, write_atomically, write_rows
+    from vitopic.prediction_io import (
+        count_records,
+        output_format,
+        predict_rows,
+        read_records,
+        write_atomically,
+        write_rows,
+    )
 
     if args.texts and args.input:
         raise DataError("give texts as arguments or --input FILE, not both")
@@ -56,6 +110,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     first = list(itertools.islice(records, PREDICT_CHUNK))  # a bad start fails before loading
     if not first:
         raise DataError(f"{args.input or '<stdin>'}: no input (it is empty)")
+    total = count_records(Path(args.input), args.input_format) if args.input else None
     clf = TopicClassifier.from_pretrained(
         args.model, revision=args.revision, device=args.device, segmenter=args.segmenter, backend=args.backend
     )
@@ -67,6 +122,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         field,
         PREDICT_CHUNK,
         progress=bool(args.input) and not args.quiet,
+        total=total,
         batch_size=args.batch_size,
         threshold=args.threshold,
         split=args.split,
@@ -168,10 +224,9 @@ def cmd_data_check(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, check_files=False)
         directory = args.dir or cfg.data.dir
         labels, segmenter = args.labels or cfg.data.labels, args.segmenter or cfg.text.segmenter
-    elif args.dir:
-        directory, labels, segmenter = args.dir, args.labels or list(DEFAULT_LABELS), args.segmenter or "pyvi"
     else:
-        raise DataError("data check needs a corpus directory or --config")
+        directory, labels = args.dir or DataConfig.dir, args.labels or list(DEFAULT_LABELS)
+        segmenter = args.segmenter or "pyvi"
     report = check_corpus(directory, labels, segmenter)
     print(report.format())
     return 1 if report.errors else 0
@@ -250,13 +305,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "train",
-        help="fine-tune from a YAML config",
+        help="fine-tune from a YAML config, or on one labeled file (--data)",
         epilog="config keys (in the YAML file's sections, or as section.key=value overrides; "
         "docs/config.md):\n" + keys_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", help="the run's YAML config (with --data: settings to start from)")
+    p.add_argument(
+        "--data",
+        help="train on this one labeled file (JSONL, CSV or saved dataset), dev and test held out of "
+        f"it, on the offline default's settings ({DEFAULT_CONFIG.name}) unless --config",
+    )
+    p.add_argument(
+        "--labels", type=lambda v: v.split(","), help="with --data: the label names, comma-separated"
+    )
+    p.add_argument("--output", help="with --data: the run directory (output.dir)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="print only errors and the final lines")
     p.add_argument(
         "--verbose",
         action="store_true",
@@ -387,7 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="corpus tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     c = data_sub.add_parser("check", help="validate a corpus directory and print its counts")
-    c.add_argument("dir", nargs="?", help="the corpus directory (default: the config's data.dir)")
+    c.add_argument(
+        "dir", nargs="?", help=f"the corpus directory (default: the config's data.dir, else {DataConfig.dir})"
+    )
     c.add_argument("--config", help="take data.dir, data.labels and text.segmenter from it")
     c.add_argument(
         "--labels",
@@ -431,8 +498,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         expected = isinstance(err, VitopicError | OSError | ValueError | TypeError)
         hint = "" if expected else " (unexpected: rerun with VITOPIC_DEBUG=1 and report it)"
-        lines = str(err).splitlines() if isinstance(err, ConfigError) else [one_line(err)]
-        for line in lines:  # a config's problems all at once, one line each
+        lines = str(err).splitlines() if isinstance(err, ConfigError | DataError) else [one_line(err)]
+        for line in lines:  # a config's problems, or a data file's bad rows, all at once, one line each
             print(f"error: {line}{hint}", file=sys.stderr)
         return 2
 

@@ -71,13 +71,13 @@ class ModelConfig:
             "at most one label per sentence (softmax with an implicit 'none' class)"
         },
     )
-    hidden_size: int = field(default=64, metadata={"help": "from scratch only: the encoder's width"})
+    hidden_size: int = field(default=128, metadata={"help": "from scratch only: the encoder's width"})
     num_hidden_layers: int = field(default=2, metadata={"help": "from scratch only: transformer layers"})
     num_attention_heads: int = field(
-        default=2, metadata={"help": "from scratch only: attention heads (must divide hidden_size)"}
+        default=4, metadata={"help": "from scratch only: attention heads (must divide hidden_size)"}
     )
     intermediate_size: int = field(
-        default=128, metadata={"help": "from scratch only: the feed-forward layers' width"}
+        default=256, metadata={"help": "from scratch only: the feed-forward layers' width"}
     )
     dropout: float = field(
         default=0.1,
@@ -100,6 +100,9 @@ class ModelConfig:
         "num_attention_heads",
         "intermediate_size",
     )
+    # The keys a config file or override set (`load_config` fills it in): a shape key that was
+    # set is refused beside name_or_path even when it equals the default.
+    given: ClassVar[frozenset[str]] = frozenset()
 
     @property
     def head(self) -> Head:
@@ -128,7 +131,7 @@ class ModelConfig:
                 "model's own applies",
             )
             for key in self.SCRATCH_ONLY
-            if getattr(self, key) != getattr(defaults, key)
+            if key in self.given or getattr(self, key) != getattr(defaults, key)
         ]
         if not self.name_or_path.strip():
             found.append(("name_or_path", "must not be empty (null builds a model from scratch)"))
@@ -148,12 +151,19 @@ class DataConfig:
         default="train.jsonl",
         metadata={"help": "training split in data.dir: JSONL, CSV or a saved datasets dataset"},
     )
-    dev_file: str = field(
+    dev_file: str | None = field(
         default="dev.jsonl",
-        metadata={"help": "dev split: evaluations during training, checkpoint choice, threshold tuning"},
+        metadata={
+            "help": "dev split: evaluations during training, checkpoint choice, threshold tuning; "
+            "null: held out from the train file (data.dev_ratio)"
+        },
     )
     test_file: str | None = field(
-        default="test.jsonl", metadata={"help": "test split, used only for the reported metrics; null: none"}
+        default="test.jsonl",
+        metadata={
+            "help": "test split, used only for the reported metrics; null: held out from the train "
+            "file (data.test_ratio; 0: no test split)"
+        },
     )
     showcase_file: str | None = field(
         default="showcase.jsonl",
@@ -167,6 +177,18 @@ class DataConfig:
         metadata={
             "help": "the label names, in the model's output order; every train label must be one of them"
         },
+    )
+
+    dev_ratio: float = field(
+        default=0.1,
+        metadata={
+            "help": "with dev_file null: the share of the train file held out as dev (stratified on "
+            "label sets, seeded by training.seed; the ids are saved in the run's splits.json)"
+        },
+    )
+    test_ratio: float = field(
+        default=0.1,
+        metadata={"help": "with test_file null: the share of the train file held out as test; 0: none"},
     )
 
     FILES: ClassVar[tuple[str, ...]] = ("train_file", "dev_file", "test_file", "showcase_file")
@@ -186,12 +208,34 @@ class DataConfig:
             name = getattr(self, key)
             if name is not None and not name.strip():
                 found.append((key, "must name a file (or be null where that is allowed)"))
+        if not 0 < self.dev_ratio < 1:
+            found.append(("dev_ratio", f"must be in (0, 1), got {shown(self.dev_ratio)}"))
+        if not 0 <= self.test_ratio < 1:
+            found.append(("test_ratio", f"must be in [0, 1), got {shown(self.test_ratio)}"))
+        elif self.held_out and self.held_out_share >= 1:
+            found.append(("test_ratio", "data.dev_ratio + data.test_ratio must leave some train examples"))
         return found
 
+    @property
+    def held_out(self) -> dict[str, float]:
+        """The splits taken from the train file (their file is null), with their shares."""
+        shares = {"dev": self.dev_ratio, "test": self.test_ratio}
+        return {
+            name: shares[name] for name in shares if getattr(self, f"{name}_file") is None and shares[name]
+        }
+
+    @property
+    def held_out_share(self) -> float:
+        return sum(self.held_out.values())
+
     def missing_files(self) -> Problems:
-        """The split files named here that do not exist."""
+        """The split files named here that do not exist (for dev and test: how to do without)."""
+        hints = {
+            "dev_file": "; set data.dev_file=null to hold dev out of the train file",
+            "test_file": "; set data.test_file=null to hold test out of the train file",
+        }
         return [
-            (key, f"file not found: {self.path(name)}")
+            (key, f"file not found: {self.path(name)}{hints.get(key, '')}")
             for key in self.FILES
             if (name := getattr(self, key)) and name.strip() and not self.path(name).exists()
         ]
@@ -205,7 +249,7 @@ class TextConfig:
     `vitopic.json`, which prediction follows."""
 
     segmenter: SegmenterName = field(
-        default="pyvi",
+        default="rdrsegmenter",
         metadata={
             "help": "word segmenter (README, Text preparation); rdrsegmenter needs Java; none: the "
             "input is already segmented"
@@ -250,14 +294,19 @@ class TrainingConfig:
     Read by `training.training_arguments`; pos_weight and early_stopping_patience by
     `training.train`, seed also by the model's initialisation and the TF-IDF baseline."""
 
-    learning_rate: float = field(default=2e-5, metadata={"help": "AdamW's peak learning rate"})
+    learning_rate: float = field(
+        default=1e-3,
+        metadata={
+            "help": "AdamW's peak learning rate (the default suits a model from scratch; PhoBERT: 2e-5)"
+        },
+    )
     batch_size: int = field(
         default=16, metadata={"help": "training sentences per device per step (per_device_train_batch_size)"}
     )
     eval_batch_size: int = field(
         default=64, metadata={"help": "sentences per device per evaluation step (per_device_eval_batch_size)"}
     )
-    epochs: float = field(default=5.0, metadata={"help": "passes over the train split (num_train_epochs)"})
+    epochs: float = field(default=12.0, metadata={"help": "passes over the train split (num_train_epochs)"})
     max_steps: int = field(
         default=-1, metadata={"help": "optimiser steps in all, overriding epochs; -1: epochs decide"}
     )
@@ -693,7 +742,10 @@ def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
             kwargs[key] = _build(hint, value, source, dotted)
         else:
             kwargs[key] = _check_type(value, hint, source, dotted)
-    return cls(**kwargs)
+    built = cls(**kwargs)
+    if cls is ModelConfig:
+        built.given = frozenset(kwargs)
+    return built
 
 
 class _DuplicateKeyError(yaml.YAMLError):

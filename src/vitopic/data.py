@@ -4,20 +4,46 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import random
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from vitopic.errors import VitopicError, one_line
 from vitopic.text import split_lines, surrogate_at
 
+MAX_SHOWN = 20  # bad rows named in one error; the rest are counted
+
 
 class DataError(VitopicError, ValueError):
-    """A bad dataset file or row; the message starts with `file:line`."""
+    """A bad dataset file or row, or several: one line each, starting with `file:line`, the first
+    MAX_SHOWN of them (`problems`), then "... and N more" (`more`)."""
+
+    def __init__(self, *problems: str, more: int = 0):
+        self.problems, self.more = list(problems), more
+        super().__init__("\n".join([*problems, f"... and {more} more"] if more else problems))
+
+
+class Problems:
+    """Collects DataErrors (keeping MAX_SHOWN lines) to raise them at once."""
+
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+        self.count = 0
+
+    def add(self, err: DataError) -> None:
+        self.count += len(err.problems) + err.more
+        self.shown += err.problems[: MAX_SHOWN - len(self.shown)]
+
+    def raise_any(self) -> None:
+        if self.count:
+            raise DataError(*self.shown, more=self.count - len(self.shown))
 
 
 @dataclass(frozen=True)
@@ -52,9 +78,7 @@ def read_jsonl(
     """
     path = Path(path)
     rows = ((n, f"{path}:{n}", line) for n, line in enumerate(iter_lines(path, DataError), 1) if line.strip())
-    return _examples(
-        path, ((n, where, parse_json_line(line, where)) for n, where, line in rows), labels, require_nfc
-    )
+    return _examples(path, rows, labels, require_nfc, parse_json_line)
 
 
 Rows = Iterable[tuple[int, str, object]]  # (line or row number, where for errors, the row)
@@ -105,40 +129,66 @@ def _unreadable_dataset(path: Path, err: Exception) -> str:
 
 
 def _examples(
-    path: Path, rows: Rows, labels: list[str] | tuple[str, ...] | None, require_nfc: bool
+    path: Path,
+    rows: Rows,
+    labels: list[str] | tuple[str, ...] | None,
+    require_nfc: bool,
+    parse: Callable[[Any, str], object] = lambda row, where: row,
 ) -> list[Example]:
-    """Validate rows into examples; a DataError at the first bad one."""
+    """Validate rows (each `parse`d first) into examples; one DataError naming every bad row (see
+    DataError), and the problem that stopped the reading, if one did."""
     examples: list[Example] = []
     seen_ids: dict[str, int] = {}
-    for lineno, where, row in rows:
-        if not isinstance(row, dict):
-            raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        text = row.get("text")
-        if not isinstance(text, str):
-            raise DataError(f"{where}: missing or non-string 'text'")
-        if not text.strip():
-            raise DataError(f"{where}: empty 'text'")
-        check_surrogates(text, where)
-        if require_nfc and not unicodedata.is_normalized("NFC", text):
-            raise DataError(f"{where}: text is not Unicode NFC")
-        row_labels = row.get("labels")
-        if not isinstance(row_labels, list) or not all(isinstance(x, str) for x in row_labels):
-            raise DataError(f"{where}: 'labels' must be a list of strings")
-        if labels is not None:
-            _check_row_labels(row_labels, labels, where)
-        ex_id = row.get("id", f"{path.stem}-{lineno}")
-        if not isinstance(ex_id, str | int) or isinstance(ex_id, bool):
-            raise DataError(f"{where}: 'id' must be a string or integer")
-        ex_id = str(ex_id)
-        if ex_id in seen_ids:
-            raise DataError(f"{where}: duplicate id {ex_id!r} (first on line {seen_ids[ex_id]})")
-        seen_ids[ex_id] = lineno
-        examples.append(
-            Example(ex_id, unicodedata.normalize("NFC", text), tuple(dict.fromkeys(row_labels)), lineno)
-        )
+    problems = Problems()
+    try:
+        for lineno, where, raw in rows:
+            try:
+                examples.append(
+                    _example(path, lineno, where, parse(raw, where), labels, require_nfc, seen_ids)
+                )
+            except DataError as err:
+                problems.add(err)
+    except DataError as err:  # the file cannot be read on (not UTF-8, broken CSV)
+        problems.add(err)
+    problems.raise_any()
     if not examples:
         raise DataError(f"{path}: no examples (the file is empty)")
     return examples
+
+
+def _example(
+    path: Path,
+    lineno: int,
+    where: str,
+    row: object,
+    labels: list[str] | tuple[str, ...] | None,
+    require_nfc: bool,
+    seen_ids: dict[str, int],
+) -> Example:
+    """One validated example (its id added to `seen_ids`), or a DataError at `where`."""
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    text = row.get("text")
+    if not isinstance(text, str):
+        raise DataError(f"{where}: missing or non-string 'text'")
+    if not text.strip():
+        raise DataError(f"{where}: empty 'text'")
+    check_surrogates(text, where)
+    if require_nfc and not unicodedata.is_normalized("NFC", text):
+        raise DataError(f"{where}: text is not Unicode NFC")
+    row_labels = row.get("labels")
+    if not isinstance(row_labels, list) or not all(isinstance(x, str) for x in row_labels):
+        raise DataError(f"{where}: 'labels' must be a list of strings")
+    if labels is not None:
+        _check_row_labels(row_labels, labels, where)
+    ex_id = row.get("id", f"{path.stem}-{lineno}")
+    if not isinstance(ex_id, str | int) or isinstance(ex_id, bool):
+        raise DataError(f"{where}: 'id' must be a string or integer")
+    ex_id = str(ex_id)
+    if ex_id in seen_ids:
+        raise DataError(f"{where}: duplicate id {ex_id!r} (first on line {seen_ids[ex_id]})")
+    seen_ids[ex_id] = lineno
+    return Example(ex_id, unicodedata.normalize("NFC", text), tuple(dict.fromkeys(row_labels)), lineno)
 
 
 def check_surrogates(text: str, where: str, field: str = "text") -> None:
@@ -156,9 +206,14 @@ def _check_row_labels(
 
 
 def check_labels(examples: list[Example], labels: list[str] | tuple[str, ...], path: str | Path) -> None:
-    """DataError at the first example (file:line) whose labels are not all in `labels`."""
+    """DataError naming every example (file:line) whose labels are not all in `labels`."""
+    problems = Problems()
     for ex in examples:
-        _check_row_labels(ex.labels, labels, f"{path}:{ex.line}")
+        try:
+            _check_row_labels(ex.labels, labels, f"{path}:{ex.line}")
+        except DataError as err:
+            problems.add(err)
+    problems.raise_any()
 
 
 def iter_lines(path: Path, error: type[VitopicError]) -> Iterator[str]:
@@ -246,3 +301,37 @@ def multi_hot(examples: list[Example], labels: list[str] | tuple[str, ...]) -> n
         for label in ex.labels:
             out[row, index[label]] = 1.0
     return out
+
+
+def hold_out(
+    examples: list[Example], shares: dict[str, float], seed: int
+) -> tuple[list[Example], dict[str, list[Example]]]:
+    """Split `examples` into the rest and a part per share, stratified on label sets: each label
+    set's examples, shuffled by `seed`, are dealt to the parts in proportion (within one example).
+    Every list keeps the file's order."""
+    rng = random.Random(seed)
+    groups: dict[tuple[str, ...], list[Example]] = defaultdict(list)
+    for ex in examples:
+        groups[tuple(sorted(ex.labels))].append(ex)
+    rest: list[Example] = []
+    for key in sorted(groups):
+        rng.shuffle(groups[key])
+        rest += groups[key]
+    parts, left = {}, 1.0
+    for name, share in shares.items():
+        parts[name], rest = _every(rest, share / left)
+        left -= share
+    return _in_file_order(rest), {name: _in_file_order(part) for name, part in parts.items()}
+
+
+def _every(examples: list[Example], share: float) -> tuple[list[Example], list[Example]]:
+    """`share` of `examples` spread evenly over the list (systematic sampling), and the others."""
+    taken = [math.floor((k + 1) * share) > math.floor(k * share) for k in range(len(examples))]
+    return (
+        [ex for ex, t in zip(examples, taken, strict=True) if t],
+        [ex for ex, t in zip(examples, taken, strict=True) if not t],
+    )
+
+
+def _in_file_order(examples: list[Example]) -> list[Example]:
+    return sorted(examples, key=lambda ex: ex.line)

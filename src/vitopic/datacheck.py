@@ -54,11 +54,26 @@ class CheckReport:
     counts: dict[str, Counter] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    unshown: int = 0  # problems counted but not in `errors` (see `add`)
     within_split_near_duplicates: int = 0
     distinct_bigram_ratio: float = 0.0
     max_tokens: int = 0
 
+    def add(self, err: DataError) -> None:
+        """A file's bad rows (see `DataError`): those it names, then its "... and N more" line,
+        which stands for N problems."""
+        self.errors += str(err).splitlines()
+        self.unshown += max(err.more - 1, 0)
+
     def format(self) -> str:
+        """The counts table and figures (when a split was read), then every problem."""
+        lines = self._table() if self.counts else []
+        lines += [f"ERROR {e}" for e in self.errors]
+        problems = len(self.errors) + self.unshown
+        lines.append(f"{problems} problem(s)" if problems else "OK")
+        return "\n".join(lines)
+
+    def _table(self) -> list[str]:
         labels = list(dict.fromkeys(k for c in self.counts.values() for k in c))
         width = max([11, *map(len, labels)])
         lines = [f"{'split':<8} {'n':>5}  " + "  ".join(f"{lab:>{width}}" for lab in labels)]
@@ -68,15 +83,13 @@ class CheckReport:
                 + "  ".join(f"{counter[lab]:>{width}}" for lab in labels)
             )
         total = sum(self.sizes.values())
-        lines += [
+        return [
+            *lines,
             f"total {total}; distinct-bigram ratio {self.distinct_bigram_ratio:.3f}; "
             f"near-duplicate pairs within splits {self.within_split_near_duplicates} "
             f"(rate {self.within_split_near_duplicates / max(total, 1):.4f}); "
             f"longest {self.max_tokens} tokens",
         ]
-        lines += [f"ERROR {e}" for e in self.errors]
-        lines.append("OK" if not self.errors else f"{len(self.errors)} problem(s)")
-        return "\n".join(lines)
 
 
 def check_corpus(
@@ -101,7 +114,7 @@ def check_corpus(
         try:
             splits[split] = read_jsonl(path, labels, require_nfc=True)
         except DataError as err:
-            report.errors.append(str(err))
+            report.add(err)
     for split, examples in splits.items():
         report.sizes[split] = len(examples)
         counter: Counter = Counter(dict.fromkeys(labels, 0))  # the labels' order, then the rest

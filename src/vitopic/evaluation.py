@@ -13,6 +13,9 @@ from vitopic.metrics import Metrics, multilabel_metrics
 from vitopic.options import Split
 from vitopic.plots import plot_pr_curves
 from vitopic.predict import TopicClassifier
+from vitopic.progress import Progress
+
+EVALUATE_CHUNK = 1024  # texts predicted between two progress updates
 
 
 def evaluate_examples(
@@ -22,10 +25,14 @@ def evaluate_examples(
     progress: bool = False,
     split: Split = "sentence",
 ) -> tuple[Metrics, np.ndarray, np.ndarray, list[dict]]:
-    """Metrics (with the classifier's own thresholds), scores, targets and per-example rows."""
-    predictions = clf.predict(
-        [ex.text for ex in examples], batch_size=batch_size, progress=progress, split=split
-    )
+    """Metrics (with the classifier's own thresholds), scores, targets and per-example rows.
+    `progress`: shown in texts (see `vitopic.progress`), EVALUATE_CHUNK texts at a time."""
+    predictions = []
+    with Progress("evaluate", len(examples), "texts", enabled=progress) as shown:
+        for start in range(0, len(examples), EVALUATE_CHUNK):
+            chunk = [ex.text for ex in examples[start : start + EVALUATE_CHUNK]]
+            predictions += clf.predict(chunk, batch_size=batch_size, split=split)
+            shown.update(len(chunk))
     labels = clf.labels
     scores = np.array([[p.scores[lab] for lab in labels] for p in predictions])
     decided = np.array([[lab in p.labels for lab in labels] for p in predictions])

@@ -16,8 +16,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from tqdm.auto import tqdm
-
 from vitopic.data import (
     DataError,
     check_surrogates,
@@ -27,6 +25,7 @@ from vitopic.data import (
     stream_lines,
 )
 from vitopic.files import open_replacing
+from vitopic.progress import Progress
 
 if TYPE_CHECKING:
     from vitopic.predict import Prediction, TopicClassifier
@@ -160,6 +159,19 @@ def prediction_row(
     return row
 
 
+def count_records(path: Path, fmt: str | None = None) -> int:
+    """About how many records `read_records` will give for a file, counted cheaply: its lines
+    (less a CSV's header; a CSV cell holding line breaks counts more than once)."""
+    lines, last = 0, b"\n"
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    lines += last != b"\n"
+    csv_input = (fmt or _INPUT_SUFFIXES.get(path.suffix.lower())) == "csv"
+    return max(lines - csv_input, 0)
+
+
 def predict_rows(
     classifier: TopicClassifier,
     records: Iterable[dict],
@@ -168,11 +180,13 @@ def predict_rows(
     progress: bool = False,
     top_k: int | None = None,
     pieces: bool = False,
+    total: int | None = None,
     **options: Any,
 ) -> Iterator[dict]:
     """Output rows for `records`, predicted `chunk` records at a time (memory stays constant in
-    the number of records); `options` go to `predict`. `progress`: a bar on stderr, in records."""
-    bar = tqdm(desc="predict", unit="line", disable=not progress)
+    the number of records); `options` go to `predict`. `progress`: shown on stderr in texts, of
+    `total` (see `vitopic.progress`)."""
+    bar = Progress("predict", total, "texts", enabled=progress)
     records = iter(records)
     with bar:
         while batch := list(itertools.islice(records, chunk)):

@@ -35,6 +35,7 @@ from vitopic.errors import VitopicError, shown
 LOCK_FILE = ".vitopic.lock"
 STAGING = ".staging"
 CONFIG_FILE = "config.yaml"
+SPLITS_FILE = "splits.json"  # the ids of splits held out of the train file
 TRAINER_DIR = "checkpoints"
 # The model's own sections: a resumed or repeated run must match them (training.* may change).
 SAME_RUN_SECTIONS = ("model", "data", "text")
@@ -49,6 +50,7 @@ RUN_ARTEFACTS = (
     "README.md",
     "plots",
     "eval-*.json",
+    SPLITS_FILE,
     "training_args.bin",
 )
 

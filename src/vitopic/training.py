@@ -9,6 +9,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
@@ -28,15 +29,18 @@ from transformers.utils import logging as transformers_logging
 from vitopic.base_model import BaseModel, fetch_base_model
 from vitopic.checkpoint import Metadata
 from vitopic.config import Config, ConfigError, DataConfig, TrainingConfig, save_config
-from vitopic.data import DataError, Example, multi_hot, read_examples
+from vitopic.data import DataError, Example, Problems, hold_out, multi_hot, read_examples
 from vitopic.errors import VitopicError
 from vitopic.evaluation import evaluate_examples
+from vitopic.files import write_json
 from vitopic.heads import Head
 from vitopic.metrics import Metrics, multilabel_metrics, tune_thresholds
 from vitopic.modeling import build_model
 from vitopic.predict import TopicClassifier, TorchRunner
+from vitopic.progress import Progress, Say, announcer, silent
 from vitopic.run_dir import (
     CONFIG_FILE,
+    SPLITS_FILE,
     STAGING,
     TRAINER_DIR,
     RunDirError,
@@ -55,29 +59,73 @@ MIN_TRAIN_EXAMPLES = 10
 @dataclass
 class Splits:
     """The labeled files named by the config: the splits, and the showcase sentences (test and
-    showcase are optional)."""
+    showcase are optional). `held_out`: what splits.json records when dev or test were held out
+    of the train file (its name, the seed, the shares and each held-out split's ids)."""
 
     train: list[Example]
     dev: list[Example]
     test: list[Example] | None
     showcase: list[Example] | None
+    held_out: dict[str, Any] | None = None
 
     @classmethod
-    def load(cls, data: DataConfig) -> Splits:
-        """Read the split files `data` names (with its labels) and check them."""
+    def load(cls, data: DataConfig, seed: int = TrainingConfig.seed) -> Splits:
+        """Read the split files `data` names (with its labels; every bad row of every file at
+        once), hold out of train the splits whose file is null (`data.held_out`, by `seed`), and
+        check them."""
+        problems = Problems()
 
         def read(name: str | None) -> list[Example] | None:
-            return read_examples(data.path(name), data.labels) if name else None
+            try:
+                return read_examples(data.path(name), data.labels) if name else None
+            except DataError as err:
+                problems.add(err)
+                return None
 
+        files = {key: read(getattr(data, key)) for key in data.FILES}
+        problems.raise_any()
+        train, parts = hold_out(files["train_file"] or [], data.held_out, seed)
         splits = cls(
-            read(data.train_file), read(data.dev_file), read(data.test_file), read(data.showcase_file)
+            train,
+            parts.get("dev", files["dev_file"] or []),
+            parts.get("test", files["test_file"]),
+            files["showcase_file"],
         )
+        if parts:
+            splits.held_out = {
+                "train_file": str(data.path(data.train_file)),
+                "seed": seed,
+                "shares": data.held_out,
+                **{name: [ex.id for ex in part] for name, part in parts.items()},
+            }
         splits.check(data)
         return splits
+
+    def describe(self, data: DataConfig) -> str:
+        """The banner's data line: each split's size (and where a held-out one came from)."""
+        sizes = []
+        for name in ("train", "dev", "test", "showcase"):
+            part = getattr(self, name)
+            if part is not None:
+                share = data.held_out.get(name) if self.held_out else None
+                origin = (
+                    f" ({share:.0%} of {data.train_file}, stratified, seed {self.held_out['seed']})"
+                    if share
+                    else ""
+                )
+                sizes.append(f"{name} {len(part)}{origin}")
+        saved = f"; the held-out ids go to {SPLITS_FILE}" if self.held_out else ""
+        return f"data: {', '.join(sizes)}{saved}; labels {', '.join(data.labels)}"
 
     def check(self, data: DataConfig) -> None:
         """Enough data to learn from: DataError naming the file otherwise, before any training."""
         train_path = data.path(data.train_file)
+        for name in data.held_out if self.held_out else ():
+            if not getattr(self, name):
+                raise DataError(
+                    f"{train_path}: too few examples to hold out {data.held_out[name]:.0%} as {name}; "
+                    f"raise data.{name}_ratio or give data.{name}_file"
+                )
         if len(self.train) < MIN_TRAIN_EXAMPLES:
             raise DataError(
                 f"{train_path}: {len(self.train)} example(s); training needs at least {MIN_TRAIN_EXAMPLES}"
@@ -153,6 +201,19 @@ class EvaluationLog(TrainerCallback):
             f"{time.monotonic() - self.start:5.0f} s",
             flush=True,
         )
+
+
+class TrainingProgress(TrainerCallback):
+    """Steps done, rate and time left while training (see `vitopic.progress.Progress`)."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.progress = Progress("train", state.max_steps, "steps", initial=state.global_step)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.progress.update()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.progress.close()
 
 
 def pos_weight_from(targets: np.ndarray) -> torch.Tensor:
@@ -270,6 +331,14 @@ def process_state() -> PartialState:
     return PartialState(cpu=not torch.cuda.is_available())
 
 
+def load_splits(cfg: Config, say: Say) -> Splits:
+    """`Splits.load`, saying what it reads and then what it found."""
+    say(f"reading {cfg.data.path(cfg.data.train_file)} and the other splits ...")
+    splits = Splits.load(cfg.data, cfg.training.seed)
+    say(splits.describe(cfg.data))
+    return splits
+
+
 def train(
     cfg: Config,
     resume: bool = False,
@@ -277,6 +346,7 @@ def train(
     overwrite: bool = False,
     verbose: bool = False,
     report: Report | None = None,
+    quiet: bool = False,
 ) -> TrainResult:
     """Fine-tune per `cfg`, tune thresholds on dev, and save a checkpoint into `output.dir`.
 
@@ -284,6 +354,8 @@ def train(
     finished model replaces the previous one only at the end (`vitopic.json` last): a run that
     fails at any point leaves the previous model as it was (see `vitopic.run_dir`). `report`
     writes the run's report files beside the saved model before it lands, in the main process.
+    The main process says what it does (data, model, device, steps) and shows progress unless
+    `quiet`.
     """
     if cfg.training.fp16 and not torch.cuda.is_available():
         raise ConfigError(
@@ -296,12 +368,14 @@ def train(
     if state.is_main_process:  # the one writer checks; other ranks would see its lock file
         check_output_dir(out, cfg.to_dict(), resume, overwrite)
     checkpoint = _last_checkpoint(out) if resume else None
+    say = announcer(state.is_main_process and not quiet)
     bars = transformers_logging.is_progress_bar_enabled()
     if not verbose:
         transformers_logging.disable_progress_bar()  # "Writing model shards" at every save
     try:
         with locked(out) if state.is_main_process else nullcontext():
-            return _train(cfg, state, out, checkpoint, splits or Splits.load(cfg.data), verbose, report)
+            splits = splits or load_splits(cfg, say)
+            return _train(cfg, state, out, checkpoint, splits, verbose, report, say)
     finally:
         if bars:
             transformers_logging.enable_progress_bar()
@@ -315,22 +389,27 @@ def _train(
     splits: Splits,
     verbose: bool,
     report: Report | None,
+    say: Say,
 ) -> TrainResult:
     labels, head = cfg.data.labels, cfg.model.head
+    if cfg.model.name_or_path:
+        say(f"loading the base model {cfg.model.name_or_path} ...")
     base = fetch_base_model(cfg.model.name_or_path, cfg.model.revision) if cfg.model.name_or_path else None
+    say(f"preparing the text (segmenter {cfg.text.segmenter}) ...")
     texts = {
         name: prepare([ex.text for ex in getattr(splits, name)], cfg.text.segmenter)
         for name in ("train", "dev")
     }
     targets = {name: multi_hot(getattr(splits, name), labels) for name in texts}
     tokenizer = make_tokenizer(base, cfg.text.max_length)
+    say("building the model ...")
     model = build_model(cfg.model, labels, cfg.training.seed, tokenizer, base)
     model.config.tokenizer_class = "PhobertTokenizer"
     data = {name: encode(tokenizer, texts[name], targets[name], head, cfg.text.max_length) for name in texts}
     use_pos_weight = cfg.training.pos_weight and head.takes_pos_weight
     callbacks: list[TrainerCallback] = [StopOnNonFiniteLoss()]
-    if not verbose:
-        callbacks.append(EvaluationLog())
+    if not verbose and say is not silent:
+        callbacks += [EvaluationLog(), TrainingProgress()]
     if cfg.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(cfg.training.early_stopping_patience))
     trainer = TopicTrainer(
@@ -346,9 +425,11 @@ def _train(
     )
     if not verbose:
         trainer.remove_callback(PrinterCallback)  # raw dicts; EvaluationLog prints instead
+    say(describe_model(cfg, model))
+    say(describe_schedule(cfg.training, len(data["train"]), state.num_processes, trainer.args.device))
     if state.is_main_process:
         if checkpoint:
-            print(f"resuming from {checkpoint}")
+            say(f"resuming from {checkpoint}")
         else:
             clear_previous_run(out)
         (out / TRAINER_DIR).mkdir(exist_ok=True)
@@ -389,12 +470,50 @@ def _train(
     if state.is_main_process:
         (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; config.yaml says all
         save_config(cfg, staging / CONFIG_FILE)
+        if splits.held_out:
+            write_json(staging / SPLITS_FILE, splits.held_out)
         metadata.save(staging)
         if report:
             report(staging, result)
         publish(out, staging)  # vitopic.json last
     state.wait_for_everyone()
     return result
+
+
+def describe_model(cfg: Config, model: torch.nn.Module) -> str:
+    """The banner's model line: the base model or the from-scratch shape, and the size."""
+    m = cfg.model
+    what = (
+        f"fine-tuning {m.name_or_path}"
+        if m.name_or_path
+        else f"from scratch: hidden {m.hidden_size}, {m.num_hidden_layers} layers, "
+        f"{m.num_attention_heads} heads, intermediate {m.intermediate_size}"
+    )
+    size = sum(p.numel() for p in model.parameters())
+    return f"model: {what}; {size / 1e6:.1f} M parameters; {m.mode}"
+
+
+def describe_schedule(t: TrainingConfig, examples: int, processes: int, device: torch.device) -> str:
+    """The banner's run line: device, precision, steps per epoch and in all, when it evaluates."""
+    precision = "bf16 autocast" if t.bf16 else "fp16 mixed precision" if t.fp16 else "fp32"
+    per_epoch = max(
+        math.ceil(math.ceil(examples / processes) / t.batch_size) // t.gradient_accumulation_steps, 1
+    )
+    total = t.max_steps if t.max_steps > 0 else math.ceil(t.epochs * per_epoch)
+    every = f"every {t.eval_steps} steps" if t.eval_steps else "every epoch"
+    return (
+        f"device {device} x {processes}, {precision}; {per_epoch} steps per epoch, {total} in all; "
+        f"evaluating on dev {every}"
+    )
+
+
+def resume_hint(out: Path) -> str:
+    """How to go on after a run in `out` was stopped: from its last checkpoint, if it has one."""
+    try:
+        checkpoint = _last_checkpoint(out)
+    except RunDirError:
+        return "no checkpoint was saved yet, so run the same command again to start over"
+    return f"the last checkpoint is {checkpoint}: run the same command with --resume to continue from it"
 
 
 def _last_checkpoint(out: Path) -> str:

@@ -15,9 +15,10 @@ from vitopic.metrics import Metrics, multilabel_metrics, tune_thresholds
 from vitopic.options import Split
 from vitopic.predict import TopicClassifier
 from vitopic.prediction_io import printable
+from vitopic.progress import announcer
 from vitopic.report import training_facts, update_model_card, write_run_outputs
 from vitopic.run_dir import locked
-from vitopic.training import Splits, TrainResult, process_state, train
+from vitopic.training import Splits, TrainResult, load_splits, process_state, train
 
 
 def run_baseline(
@@ -25,7 +26,7 @@ def run_baseline(
 ) -> dict[str, Metrics]:
     """Fit TF-IDF + LR on train (thresholds on dev); its metrics, and the keyword rules', on dev,
     test and any `extra` labeled files."""
-    splits = splits or Splits.load(cfg.data)
+    splits = splits or Splits.load(cfg.data, cfg.training.seed)
     labels = cfg.data.labels
     model = TfidfBaseline(labels, cfg.training.seed).fit(splits.train, splits.dev)
     named = {
@@ -42,15 +43,18 @@ def run_baseline(
 
 
 def train_and_report(
-    cfg: Config, resume: bool = False, overwrite: bool = False, verbose: bool = False
+    cfg: Config, resume: bool = False, overwrite: bool = False, verbose: bool = False, quiet: bool = False
 ) -> Path:
     """Train, save, reload the saved checkpoint to label the showcase sentences, write the report.
 
     The report files land with the model, under the run's lock, before its `vitopic.json`. A model
     that loses to TF-IDF + LR on dev, or gives nearly all of dev one label set, is saved but
-    flagged: the last line printed, report.md, the model card and metrics.json say so.
+    flagged: the last line printed, report.md, the model card and metrics.json say so. `quiet`:
+    only that last line (and "model saved to").
     """
-    splits = Splits.load(cfg.data)
+    main = process_state().is_main_process
+    say = announcer(main and not quiet)
+    splits = load_splits(cfg, say)
     warnings: list[str] = []
 
     def report(directory: Path, result: TrainResult) -> None:
@@ -68,11 +72,13 @@ def train_and_report(
         facts = training_facts(cfg.training, cfg.model, result, sizes)
         write_run_outputs(directory, result, facts, showcase_rows, baseline=baseline, warnings=warnings)
 
-    result = train(cfg, resume=resume, splits=splits, overwrite=overwrite, verbose=verbose, report=report)
-    if process_state().is_main_process:
-        for name, metrics in (("dev", result.dev), ("test", result.test)):
-            if metrics:
-                print(metrics.format(name))
+    result = train(
+        cfg, resume=resume, splits=splits, overwrite=overwrite, verbose=verbose, report=report, quiet=quiet
+    )
+    for name, metrics in (("dev", result.dev), ("test", result.test)):
+        if metrics:
+            say(metrics.format(name))
+    if main:
         print(f"model saved to {result.output_dir}")
         if warnings:
             print(f"WARNING: this model is not worth using: {'; '.join(warnings)}")
