@@ -425,24 +425,32 @@ class OutputConfig:
         return [] if self.dir.strip() else [("dir", "must not be empty")]
 
 
+class Sections:
+    """A config made of sections, each checking its own keys (`problems()`)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def section_problems(self) -> Problems:
+        """Every section's own value problems, with dotted keys."""
+        return [
+            (f"{f.name}.{key}", message)
+            for f in dataclasses.fields(self)
+            for key, message in getattr(self, f.name).problems()
+        ]
+
+
 @dataclass
-class Config:
+class Config(Sections):
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     text: TextConfig = field(default_factory=TextConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     def problems(self, check_files: bool = True) -> Problems:
         """Every value problem, dotted keys: each section's own, then those across sections."""
-        found = [
-            (f"{f.name}.{key}", message)
-            for f in dataclasses.fields(self)
-            for key, message in getattr(self, f.name).problems()
-        ]
+        found = self.section_problems()
         head = self.model.head
         reserved = head.reserved(self.data.labels)
         if reserved is not None:
@@ -579,7 +587,7 @@ class PretrainTrainingConfig:
 
 
 @dataclass
-class PretrainOutputConfig:
+class PretrainOutputConfig(OutputConfig):
     """Where the base model is written. Read by `pretraining.save_base_model`."""
 
     dir: str = field(default="runs/pretrain", metadata={"help": "the base model's directory"})
@@ -587,12 +595,9 @@ class PretrainOutputConfig:
         default="float32", metadata={"help": "how the final weights are stored"}
     )
 
-    def problems(self) -> Problems:
-        return [] if self.dir.strip() else [("dir", "must not be empty")]
-
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(Sections):
     """`vitopic pretrain`'s schema, loaded and checked exactly as `Config` is."""
 
     model: PretrainModelConfig = field(default_factory=PretrainModelConfig)
@@ -600,15 +605,8 @@ class PretrainConfig:
     training: PretrainTrainingConfig = field(default_factory=PretrainTrainingConfig)
     output: PretrainOutputConfig = field(default_factory=PretrainOutputConfig)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     def problems(self, check_files: bool = True) -> Problems:
-        return [
-            (f"{f.name}.{key}", message)
-            for f in dataclasses.fields(self)
-            for key, message in getattr(self, f.name).problems()
-        ]
+        return self.section_problems()
 
 
 def schema(cls: type = Config, prefix: str = "") -> list[Key]:
