@@ -469,6 +469,98 @@ CASES = [
 ]
 
 
+# Issue 26: one text, one answer (every form of a text reads and splits as the clean one), bounded
+# work on overlong words, and checkpoints whose tokenizer or ONNX file would fail at prediction.
+NATO_GAZA = "Hội nghị NATO khai mạc. Đức gửi thêm Patriot. Ở Gaza, Israel không kích Rafah."
+
+
+def _same_as_clean(variant: str) -> Callable:
+    """Whether `variant` normalises and splits into sentences as NATO_GAZA does."""
+
+    def run(ctx: Context) -> object:
+        def read(text: str) -> list[str]:
+            return [normalize(s) for s in split_sentences(text)]
+
+        same = read(variant) == read(NATO_GAZA)
+        labels = ctx.clf.predict(variant).labels == ctx.clf.predict(NATO_GAZA).labels
+        return f"{len(read(variant))} sentences, same as the clean text: {same}; same labels: {labels}"
+
+    return run
+
+
+def _onnx_file(content: bytes) -> Callable:
+    def run(ctx: Context) -> object:
+        target = ctx.tmp / "model"
+        target.mkdir()
+        for p in ctx.model_dir.iterdir():
+            if p.is_file():
+                (target / p.name).write_bytes(p.read_bytes())
+        (target / "model.onnx").write_bytes(content)
+        TopicClassifier.from_pretrained(target, backend="onnx")
+        return "loaded"
+
+    return run
+
+
+def _added_token(token_id: str) -> Callable[[Path], None]:
+    def mutate(d: Path) -> None:
+        decoder = json.loads((d / "tokenizer_config.json").read_text("utf-8"))["added_tokens_decoder"]
+        decoder[token_id] = {"content": "Ukraine", "special": False}
+        edit_json(d / "tokenizer_config.json", added_tokens_decoder=decoder)
+
+    return mutate
+
+
+CASES += [
+    Case(
+        "text",
+        "NFD paragraph, sentences starting with Đ and Ở",
+        _same_as_clean(unicodedata.normalize("NFD", NATO_GAZA)),
+    ),
+    Case("text", "U+202E inside a word", _same_as_clean(NATO_GAZA.replace("NATO", "NA\u202eTO"))),
+    Case(
+        "text",
+        "zero-width space between sentences",
+        _same_as_clean(NATO_GAZA.replace(". Đức", ". \u200bĐức")),
+    ),
+    Case("text", "full-width 。 and ，", _same_as_clean(NATO_GAZA.replace(". ", "。").replace(", ", "，"))),
+    Case(
+        "text",
+        "combining marks without a base",
+        _same_as_clean(NATO_GAZA.replace("NATO", "\u0301NATO \u0323")),
+    ),
+    Case(
+        "text",
+        "variation selector and grapheme joiner in words",
+        _same_as_clean(NATO_GAZA.replace("Gaza", "Ga\ufe0fz\u034fa")),
+    ),
+    Case(
+        "text",
+        "sentences starting with every Vietnamese capital",
+        _text(split_sentences, "Mưa. Đà Nẵng. Ở Huế. Ủy ban. Ấn Độ. Ưu tiên. Ơn trời. Ăn tết. Ảnh. Ứng phó."),
+    ),
+    Case(
+        "text",
+        "32,000-character unbroken word",
+        _text(lambda t: max(map(len, normalize(t).split())), "Ukraine" * 4572),
+    ),
+    Case("predict", "32,000-character unbroken word", _predict(["Ukraine" * 4572])),
+    Case(
+        "predict",
+        "200,000 characters without punctuation",
+        _predict([("viện trợ Kiev hôm nay " * 9100)[:200_000]]),
+    ),
+    Case("loading", "added token id 70,000 past 64,001 embeddings", _checkpoint(_added_token("70000"))),
+    Case(
+        "loading",
+        "special token not in the vocabulary",
+        _checkpoint(_edit_json("tokenizer_config.json", additional_special_tokens=["<x>"])),
+    ),
+    Case("loading", "garbage model.onnx", _onnx_file(b"garbage")),
+    Case("loading", "empty model.onnx (export killed)", _onnx_file(b"")),
+]
+
+
 def outcome(case: Case, ctx: Context) -> str:
     """What happened, with temporary paths masked so the text is stable."""
     try:
