@@ -124,7 +124,17 @@ BAD = [  # (what is sent, status, part of the one-line reason)
     ({"json": {"texts": "one string"}}, 422, "texts: Input should be a valid list"),
     ({"json": {"texts": ["ok", 5]}}, 422, "texts[1]: Input should be a valid string"),
     ({"json": {"items": [{"id": 1}]}}, 422, "items[0].text: Field required"),
-    ({"json": {"items": [{"text": "a", "id": [1]}]}}, 422, "items[0].id"),
+    ({"json": {"items": [{"text": "a", "id": [1]}]}}, 422, "items[0].id: must be a string or an integer"),
+    (
+        {"json": {"items": [{"text": "a", "id": 1.0}]}},
+        422,
+        "items[0].id: must be a string or an integer, got 1.0",
+    ),
+    (
+        {"json": {"items": [{"text": "a", "id": True}]}},
+        422,
+        "items[0].id: must be a string or an integer, got True",
+    ),
     ({"json": {"texts": []}}, 422, "texts: List should have at least 1 item"),
     ({"json": {}}, 422, "exactly one of 'texts' or 'items'"),
     ({"json": {"texts": ["a"], "items": [{"text": "b"}]}}, 422, "exactly one of"),

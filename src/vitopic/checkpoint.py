@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
@@ -30,6 +29,7 @@ from transformers import (
 from vitopic import __version__
 from vitopic.config import MIN_MAX_LENGTH, PHOBERT_MAX_LENGTH
 from vitopic.errors import VitopicError
+from vitopic.files import write_text
 from vitopic.heads import Head, head_for
 from vitopic.options import SEGMENTERS, Mode
 
@@ -83,12 +83,10 @@ class Metadata:
         return head_for(self.mode)
 
     def save(self, directory: str | Path) -> Path:
-        """Write atomically (temp file + rename): a reader never sees half a file."""
-        path = Path(directory) / METADATA_FILE
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n", "utf-8")
-        os.replace(tmp, path)
-        return path
+        """Write whole or not at all (`vitopic.files`): a reader never sees half a file."""
+        return write_text(
+            Path(directory) / METADATA_FILE, json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
+        )
 
     @classmethod
     def load(cls, directory: str | Path) -> Metadata:

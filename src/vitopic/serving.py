@@ -37,11 +37,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
 from starlette.exceptions import HTTPException
 
 from vitopic import __version__
-from vitopic.errors import one_line
+from vitopic.errors import clip, one_line
 from vitopic.options import Backend, Split
 from vitopic.text import check_unicode
 
@@ -91,6 +91,18 @@ class Item(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: StrictStr | StrictInt | None = None
     text: StrictStr
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _string_or_integer(cls, value: Any) -> Any:
+        """One message for every other type (1.0, true, [1]), not one per union branch."""
+        if (
+            value is None
+            or isinstance(value, str)
+            or (isinstance(value, int) and not isinstance(value, bool))
+        ):
+            return value
+        raise ValueError(f"must be a string or an integer, got {clip(repr(value))}")
 
 
 class PredictRequest(BaseModel):
