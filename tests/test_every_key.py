@@ -59,10 +59,11 @@ def texts(corpus) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def base_dir(tmp_path_factory, texts) -> Path:
+def base_dir(tmp_path_factory) -> Path:
     """A small pretrained model in a local directory, shaped unlike the from-scratch defaults."""
     directory = tmp_path_factory.mktemp("base")
-    tokenizer = make_tokenizer(texts, directory, None, 100, 64)
+    tokenizer = make_tokenizer(None, 64)
+    tokenizer.save_pretrained(directory)  # PhoBERT's vocab.txt and bpe.codes
     shape = ModelConfig(hidden_size=48, num_hidden_layers=1, num_attention_heads=3, intermediate_size=64)
     build_model(shape, LABELS, 0, tokenizer).save_pretrained(directory)
     return directory

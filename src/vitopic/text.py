@@ -232,8 +232,12 @@ def _rdrsegmenter() -> Segmenter:
             + ", ".join(JAVA_FREE)
         )
     rdr = _require("python_rdrsegmenter", "rdrsegmenter")
+    import jnius_config
+
     with _RDR_LOCK:  # the JVM starts here, once per process
-        segmenter = rdr.load_segmenter()
+        # -Xrs: the JVM leaves SIGTERM/SIGINT to Python. Its own handler would shut the process down
+        # under a training run (a native crash in torch) instead of letting vitopic stop cleanly.
+        segmenter = rdr.load_segmenter(*(() if jnius_config.vm_running else ("-Xrs",)))
 
     def segment(texts: list[str]) -> list[str]:
         with _RDR_LOCK:
