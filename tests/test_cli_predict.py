@@ -23,10 +23,10 @@ def test_every_line_gives_one_row_in_order_with_its_fields(trained_dir, tmp_path
     lines = [
         json.dumps({"id": 7, "text": GAZA, "source": "vnexpress", "labels": ["gaza"]}),
         "",
-        "<br/><div></div>",
-        NATO,
+        json.dumps({"text": "<br/><div></div>"}),
+        json.dumps({"text": NATO}),
         json.dumps({"id": "b", "text": "  "}),
-        "Trời mưa.",
+        json.dumps({"text": "Trời mưa."}),
     ]
     src.write_text("\n".join(lines) + "\n", "utf-8")
     code, out, err = run_cli("predict", "--model", str(trained_dir), "--input", str(src))

@@ -152,7 +152,6 @@ def test_data_check_takes_labels_and_segmenter_from_a_config(tmp_path, capsys):
         f.write('{"text": "Viện trợ cho Kiev", "labels": ["ukraine_aid"]}\n')
     assert main(["data", "check", "--config", str(config)]) == 1
     assert "unknown label(s) ['ukraine_aid']; known: ['gaza', 'nato']" in capsys.readouterr().out
-    assert main(["data", "check"]) == 2
 
 
 def test_csv_and_saved_datasets_read_like_jsonl(tmp_path):
@@ -221,5 +220,5 @@ def test_saved_dataset_errors(tmp_path):
     with pytest.raises(DataError, match="a DatasetDict with splits \\['train'\\]"):
         read_examples(tmp_path / "dict", LABELS)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="not a dataset saved with save_to_disk"):
+    with pytest.raises(DataError, match="not a readable dataset saved with save_to_disk"):
         read_examples(tmp_path / "empty", LABELS)

@@ -24,7 +24,7 @@ def test_checkpoint_is_an_ordinary_transformers_checkpoint(trained_dir):
     assert tok_config["model_max_length"] == 256
     assert {"vocab.txt", "bpe.codes"} <= {p.name for p in trained_dir.iterdir()}
     meta = json.loads((trained_dir / "vitopic.json").read_text())
-    assert meta["labels"] == LABELS and meta["segmenter"] == "pyvi"
+    assert meta["labels"] == LABELS and meta["segmenter"] == "rdrsegmenter"
     assert len(meta["thresholds"]) == 3 and all(0 < t < 1 for t in meta["thresholds"])
 
 

@@ -119,8 +119,8 @@ def test_held_out_splits_are_stratified_and_seeded(tmp_path):
 def test_quiet_prints_only_the_final_lines(tmp_path):
     data, out = tmp_path / "my.csv", tmp_path / "quiet"
     _users_csv(data, rows=120)
-    quiet = ("--quiet", "training.max_steps=2", "training.eval_steps=1")
-    run = run_cli(*_short_way(data, out, "--config", TINY, "text.segmenter=pyvi", *SMALL, *quiet))
+    steps = ("training.max_steps=2", "training.eval_steps=1")
+    run = run_cli(*_short_way(data, out, "--quiet", "--config", TINY, "text.segmenter=pyvi", *SMALL, *steps))
     assert run.code == 0, run.err
     assert "train:" not in run.err and "error" not in run.err
     lines = run.out.splitlines()

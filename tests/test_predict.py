@@ -194,7 +194,7 @@ def test_threads_share_one_classifier(classifier):
 
 
 def test_segmenter_override_warns(trained_dir):
-    with pytest.warns(UserWarning, match="overrides 'pyvi'"):
+    with pytest.warns(UserWarning, match="overrides 'rdrsegmenter'"):
         clf = TopicClassifier.from_pretrained(trained_dir, segmenter="none")
     assert clf.segmenter == "none"
 
