@@ -124,6 +124,7 @@ def test_a_stopped_run_resumes_to_the_same_weights(pretrained, sources, tmp_path
         torch.testing.assert_close(again[key], tensor, rtol=0, atol=1e-6, msg=key)
 
 
+@pytest.mark.slow
 def test_the_shipped_encoder_fine_tunes_through_name_or_path(pretrained, tmp_path):
     """The same `base_model` path as vinai/phobert-base: a local directory, no special case."""
     out = tmp_path / "run"
@@ -228,6 +229,7 @@ def test_the_shipped_encoder_is_a_small_phobert_base_model():
     assert tokenizer.convert_ids_to_tokens(int(logits.argmax())) not in tokenizer.all_special_tokens
 
 
+@pytest.mark.slow
 def test_the_quick_start_config_fine_tunes_the_shipped_encoder(tmp_path, monkeypatch):
     """configs/mini-phobert.yaml as the README's quick start runs it (fewer steps), then predict."""
     monkeypatch.chdir(ROOT)  # the config's relative paths, as in the quick start
