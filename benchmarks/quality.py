@@ -33,6 +33,7 @@ from vitopic.training import Splits, train
 from vitopic.workflows import run_baseline
 
 FEW_SHOT_STEPS = ("training.max_steps=300", "training.eval_steps=50")  # small sets: epochs say little
+# (the command line's overrides come after these, so they can change them too)
 
 
 def cells(result: Metrics, labels: list[str]) -> list[float]:
@@ -115,7 +116,7 @@ def main() -> None:
                 )
                 for config in configs:
                     name = Path(config).stem
-                    overrides = [*args.overrides, *FEW_SHOT_STEPS, f"training.seed={seed}"]
+                    overrides = [*FEW_SHOT_STEPS, *args.overrides, f"training.seed={seed}"]
                     clf, _ = fine_tune(config, overrides, small, Path(scratch) / f"few-{name}-{n}-{seed}")
                     few.setdefault(f"{name}|{n}", []).append(
                         [evaluate_examples(clf, ex)[0].macro_f1 for ex in named.values()]
