@@ -84,6 +84,40 @@ def test_missing_java_gives_a_clear_error_at_creation(monkeypatch):
         text.get_segmenter.cache_clear()
 
 
+needs_java = pytest.mark.skipif(not text.java_available(), reason="needs Java")
+
+
+def _segment_in_fork(queue) -> None:
+    queue.put(text.get_segmenter("rdrsegmenter")(["Hà Nội mưa"]))
+
+
+@needs_java
+def test_rdrsegmenter_runs_its_jvm_outside_this_process_and_survives_a_fork():
+    import multiprocessing
+
+    import jnius_config
+
+    segment = text.get_segmenter("rdrsegmenter")
+    assert segment(["Hà Nội mưa", "", "Liên Hợp Quốc\nhọp"]) == ["Hà_Nội mưa", "", "Liên_Hợp_Quốc họp"]
+    assert not jnius_config.vm_running  # torch's process never hosts the JVM
+    queue = multiprocessing.get_context("fork").Queue()
+    child = multiprocessing.get_context("fork").Process(target=_segment_in_fork, args=(queue,))
+    child.start()
+    assert queue.get(timeout=120) == ["Hà_Nội mưa"]  # the fork started its own segmenter
+    child.join()
+    assert segment(["Bộ Quốc phòng"]) == ["Bộ Quốc_phòng"]  # and the parent's pipe is intact
+
+
+@needs_java
+def test_a_dead_rdrsegmenter_is_named_then_restarted():
+    segment = text.RdrSegmenterProcess(SegmenterUnavailableError)  # its own child, not the cached one
+    segment(["Hà Nội"])
+    segment._proc.kill()
+    with pytest.raises(SegmenterUnavailableError, match=r"rdrsegmenter.*stopped \(exit code -9\)"):
+        segment(["Hà Nội"])
+    assert segment(["Hà Nội"]) == ["Hà_Nội"]
+
+
 def test_unknown_segmenter():
     with pytest.raises(ValueError, match="unknown segmenter"):
         prepare(["xin chào"], "jieba")

@@ -12,11 +12,11 @@ import html
 import os
 import re
 import shutil
-import threading
 import unicodedata
 from collections.abc import Callable, Sequence
 
 from vitopic.errors import VitopicError
+from vitopic.rdrsegmenter import RdrSegmenterProcess
 
 JAVA_FREE = ("underthesea", "pyvi", "none")
 
@@ -206,7 +206,6 @@ def is_segmented(text: str) -> bool:
 # --- segmenter backends --------------------------------------------------------------------
 
 Segmenter = Callable[[list[str]], list[str]]
-_RDR_LOCK = threading.Lock()
 
 
 def _require(module: str, backend: str):
@@ -231,18 +230,9 @@ def _rdrsegmenter() -> Segmenter:
             "found on PATH or in JAVA_HOME. Install a JRE, or choose a Java-free backend: "
             + ", ".join(JAVA_FREE)
         )
-    rdr = _require("python_rdrsegmenter", "rdrsegmenter")
-    import jnius_config
-
-    with _RDR_LOCK:  # the JVM starts here, once per process
-        # -Xrs: the JVM leaves SIGTERM/SIGINT to Python. Its own handler would shut the process down
-        # under a training run (a native crash in torch) instead of letting vitopic stop cleanly.
-        segmenter = rdr.load_segmenter(*(() if jnius_config.vm_running else ("-Xrs",)))
-
-    def segment(texts: list[str]) -> list[str]:
-        with _RDR_LOCK:
-            return [str(segmenter.tokenize(t)) for t in texts]
-
+    _require("python_rdrsegmenter", "rdrsegmenter")
+    segment = RdrSegmenterProcess(SegmenterUnavailableError)
+    segment([])  # starts the JVM now, so a segmenter that cannot run fails here
     return segment
 
 
