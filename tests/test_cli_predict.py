@@ -71,8 +71,8 @@ def test_formats_on_stdout_and_options(trained_dir):
     code, out, _ = run_cli(*model, "--format", "table", GAZA, "")
     lines = out.splitlines()
     assert code == 0 and len(lines) == 3 and "gaza" in lines[1] and "(empty)" in lines[2]
-    code, out, _ = run_cli(*model, "--top-k", "1", GAZA)
-    assert list(jsonl(out)[0]["scores"]) == ["gaza"]
+    code, out, _ = run_cli(*model, "--top-k", "1", "--threshold", "0", GAZA)  # every label passes
+    assert jsonl(out)[0]["labels"] == ["gaza"] == list(jsonl(out)[0]["scores"])  # only the top one
     code, out, _ = run_cli(*model, "--pieces", f"NATO họp tại Brussels. {GAZA}")
     assert [p["text"] for p in jsonl(out)[0]["pieces"]] == ["NATO họp tại Brussels.", GAZA]
     code, out, _ = run_cli(*model, "--threshold", "1.0", GAZA)

@@ -117,10 +117,47 @@ def test_results_as_plain_data_probabilities_and_call(classifier):
     restored = json.loads(json.dumps([r.to_dict() for r in results]))
     assert restored[1] == {"labels": [], "scores": dict.fromkeys(LABELS, 0.0), "pieces": [], "empty": True}
     assert [p["text"] for p in restored[2]["pieces"]] == ["Trời mưa.", "NATO họp tại Brussels."]
+    piece = results[2].pieces[1]
+    assert piece.to_dict() == {"text": "NATO họp tại Brussels.", "scores": piece.scores}
     proba = classifier.predict_proba(texts)
-    assert proba.shape == (3, 3) and proba.dtype == np.float64
-    assert proba[0].tolist() == [results[0].scores[lab] for lab in LABELS]
+    assert proba.shape == (3, 3) and proba.dtype == np.float32
+    assert proba[0].tolist() == np.float32([results[0].scores[lab] for lab in LABELS]).tolist()
     assert classifier.predict_proba([]).shape == (0, 3)
+
+
+def test_top_k_keeps_the_highest_scores_and_only_their_labels(classifier):
+    paragraph = f"NATO họp tại Brussels. {GAZA}"
+    every = classifier.predict(paragraph, threshold=0.0)  # every label chosen
+    best = sorted(every.scores, key=every.scores.get, reverse=True)[:2]
+    top = classifier.predict(paragraph, threshold=0.0, top_k=2)
+    assert list(top.scores) == best and top.scores == {lab: every.scores[lab] for lab in best}
+    assert top.labels == [lab for lab in LABELS if lab in best]  # labels and scores agree
+    assert [len(p.scores) for p in top.pieces] == [2, 2]
+    assert classifier.predict(paragraph, top_k=len(LABELS)).scores == classifier.predict(paragraph).scores
+    empty = classifier.predict(["", GAZA], top_k=1)
+    assert empty[0].scores == {LABELS[0]: 0.0} and empty[0].labels == []
+    assert empty[1].labels == ["gaza"] == list(empty[1].scores)
+
+
+def test_device_is_where_the_model_runs(classifier, monkeypatch):
+    assert classifier.device == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # a GPU here: ONNX still refuses it
+    with pytest.raises(ValueError, match="backend 'onnx' runs on the CPU"):
+        TopicClassifier.from_pretrained("/never/read", device="cuda", backend="onnx")
+
+
+def test_loading_shows_no_progress_bar(trained_dir, capfd):
+    from transformers.utils import logging as transformers_logging
+
+    was_on = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.enable_progress_bar()  # as in a fresh Python session
+    try:
+        TopicClassifier.from_pretrained(trained_dir)
+        assert transformers_logging.is_progress_bar_enabled()  # left as it was
+    finally:
+        if not was_on:
+            transformers_logging.disable_progress_bar()
+    assert "Loading weights" not in capfd.readouterr().err
 
 
 @pytest.mark.slow
@@ -142,6 +179,9 @@ def test_bad_option_types(classifier):
         {"batch_size": True},
         {"threshold": "0.5"},
         {"threshold": float("nan")},
+        {"top_k": 0},
+        {"top_k": True},
+        {"top_k": 1.0},
     ):
         with pytest.raises(ValueError, match=next(iter(kwargs))):
             classifier.predict([GAZA], **kwargs)
@@ -323,6 +363,7 @@ def test_onnx_export_and_backends_agree_with_torch(model_copy):
     reference = TopicClassifier.from_pretrained(model_copy).predict(texts)
     for backend, min_agreement in (("onnx", 1.0), ("onnx-int8", 0.99), ("torch-bf16", 0.99)):
         clf = TopicClassifier.from_pretrained(model_copy, backend=backend)
+        assert clf.device == torch.device("cpu")
         results = clf.predict(texts)
         agree = sum(a.labels == b.labels for a, b in zip(reference, results, strict=True))
         assert agree / len(texts) >= min_agreement, (backend, agree, len(texts))

@@ -22,7 +22,7 @@ from transformers import AutoModelForSequenceClassification, PhobertTokenizer, P
 from vitopic.checkpoint import CONFIG_FILE, PICKLE_WEIGHTS, SAFE_WEIGHTS, TOKENIZER_FILES
 from vitopic.errors import VitopicError
 from vitopic.hub import HubError, download_file, where
-from vitopic.quiet import quiet
+from vitopic.quiet import no_progress_bars, quiet
 from vitopic.tokenizer import phobert_tokenizer
 
 WEIGHTS = {"safetensors": SAFE_WEIGHTS, "pickle": PICKLE_WEIGHTS}
@@ -49,10 +49,11 @@ class BaseModel:
         """The encoder with a fresh classification head (`head`: num_labels, id2label, ...).
 
         transformers' load report (the LM head left out, the new head initialised: always so for a
-        base model) is not printed; an encoder tensor the weights lack is a BaseModelError instead.
+        base model) and progress bar are not printed; an encoder tensor the weights lack is a
+        BaseModelError instead.
         """
         try:
-            with quiet("transformers"):
+            with quiet("transformers"), no_progress_bars():
                 model, info = AutoModelForSequenceClassification.from_pretrained(
                     self.directory,
                     use_safetensors=self.weights == "safetensors",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numbers
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import overload
+from typing import Protocol, overload
 
 import numpy as np
 import torch
@@ -23,17 +23,36 @@ from vitopic.checkpoint import (
     load_model,
     open_checkpoint,
 )
-from vitopic.errors import shown
+from vitopic.errors import VitopicError, shown
 from vitopic.heads import Head
 from vitopic.hub import resolve
 from vitopic.options import BACKENDS, SPLITS, Backend, Split
+from vitopic.quiet import no_progress_bars
 from vitopic.text import check_unicode, prepare, split_sentences
 
-Runner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+class Runner(Protocol):
+    """What scores token ids: logits from padded ids and their attention mask, on `device`."""
+
+    device: torch.device
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray: ...
+
+
+class DeviceError(VitopicError, ValueError):
+    """The device asked for is not one vitopic can run on here; the message says why."""
+
+
+class _Plain:
+    """A result that turns into plain data."""
+
+    def to_dict(self) -> dict:
+        """Plain lists, dicts, floats and bools: what `json.dumps` accepts."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)
-class Piece:
+class Piece(_Plain):
     """One sentence or window of a long input, with its own scores."""
 
     text: str
@@ -41,10 +60,11 @@ class Piece:
 
 
 @dataclass(frozen=True)
-class Prediction:
+class Prediction(_Plain):
     """The topics of one input.
 
-    `labels` are those at or above their threshold; `scores` holds every label's probability.
+    `labels` are those at or above their threshold; `scores` holds every label's probability
+    (with `predict(top_k=K)`: the K highest, and `labels` only those of them).
     An input of several sentences is scored sentence by sentence (a sentence over the model's
     limit in overlapping windows): `pieces` holds that detail, `scores` is the maximum over the
     pieces and `labels` those any piece reached. `empty` is True when the input held no
@@ -55,10 +75,6 @@ class Prediction:
     scores: dict[str, float]
     pieces: list[Piece] = field(default_factory=list)
     empty: bool = False
-
-    def to_dict(self) -> dict:
-        """Plain lists, dicts, floats and bools: what `json.dumps` accepts."""
-        return asdict(self)
 
 
 class TopicClassifier:
@@ -97,6 +113,11 @@ class TopicClassifier:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {list(BACKENDS)}")
         device = resolve_device(device)  # before anything is downloaded or loaded
+        if backend.startswith("onnx") and device.type != "cpu":
+            raise DeviceError(
+                f"backend {backend!r} runs on the CPU (ONNX Runtime); give device 'cpu' or none, "
+                "or backend 'torch' for a GPU"
+            )
         directory = resolve(name_or_path, revision)
         metadata = open_checkpoint(directory)
         tokenizer = AutoTokenizer.from_pretrained(
@@ -105,8 +126,15 @@ class TopicClassifier:
         if backend.startswith("onnx"):
             runner: Runner = OnnxRunner(directory / (INT8_FILE if backend == "onnx-int8" else ONNX_FILE))
         else:
-            runner = TorchRunner(load_model(directory), device, backend)
+            with no_progress_bars():  # transformers' "Loading weights" bar, on every load
+                model = load_model(directory)
+            runner = TorchRunner(model, device, backend)
         return cls(runner, tokenizer, metadata, segmenter=segmenter)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs: a `torch.device` for every backend (the ONNX ones run on the CPU)."""
+        return self._runner.device
 
     @property
     def thresholds(self) -> np.ndarray:
@@ -120,6 +148,7 @@ class TopicClassifier:
         threshold: float | None = ...,
         progress: bool = ...,
         split: Split = ...,
+        top_k: int | None = ...,
     ) -> Prediction: ...
     @overload
     def predict(
@@ -129,19 +158,22 @@ class TopicClassifier:
         threshold: float | None = ...,
         progress: bool = ...,
         split: Split = ...,
+        top_k: int | None = ...,
     ) -> list[Prediction]: ...
 
-    def predict(self, texts, batch_size=32, threshold=None, progress=False, split="sentence"):
+    def predict(self, texts, batch_size=32, threshold=None, progress=False, split="sentence", top_k=None):
         """Label one text (returns a Prediction) or a list of texts (returns a list, same order).
 
         `threshold` overrides the tuned per-label thresholds with one value for every label.
         `split="none"` scores each input as one piece (windows only past the length limit).
+        `top_k=K` keeps only the K highest scores of each input and piece (highest first), and
+        only the labels among them: every label given has its score.
         Raises TypeError naming the index of any non-`str` input, ValueError for invalid text.
         """
         single = isinstance(texts, str)
         items = _validate_inputs(texts)
         head = self.metadata.head
-        _check_options(batch_size, threshold, split, head)
+        _check_options(batch_size, threshold, split, top_k, head)
         owners, pieces, texts_of = self._pieces(items, split)
         scores = self._score(pieces, batch_size, progress)
         cuts = self.thresholds if threshold is None else np.full(len(self.labels), threshold)
@@ -154,18 +186,13 @@ class TopicClassifier:
         ):
             rows = np.arange(start, end)
             if not len(rows):
-                results.append(Prediction([], dict.fromkeys(self.labels, 0.0), empty=True))
+                results.append(Prediction([], self._top(np.zeros(len(self.labels)), top_k), empty=True))
                 continue
-            doc = probs[rows].max(0)
+            doc = self._top(probs[rows].max(0), top_k)
             chosen = decisions[rows].any(0)
-            detail = [Piece(texts_of[r], self._as_dict(probs[r])) for r in rows] if len(rows) > 1 else []
-            results.append(
-                Prediction(
-                    [lab for lab, on in zip(self.labels, chosen, strict=True) if on],
-                    self._as_dict(doc),
-                    detail,
-                )
-            )
+            detail = [Piece(texts_of[r], self._top(probs[r], top_k)) for r in rows] if len(rows) > 1 else []
+            labels = [lab for lab, on in zip(self.labels, chosen, strict=True) if on and lab in doc]
+            results.append(Prediction(labels, doc, detail))
         return results[0] if single else results
 
     __call__ = predict  # like `pipeline(...)(texts)` and SetFit's `model(texts)`
@@ -173,16 +200,18 @@ class TopicClassifier:
     def predict_proba(
         self, texts: Sequence[str], batch_size: int = 32, split: Split = "sentence"
     ) -> np.ndarray:
-        """(len(texts), len(labels)) array of each label's probability (`Prediction.scores`)."""
+        """float32 (len(texts), len(labels)) array of each label's probability (`Prediction.scores`)."""
         predictions = self.predict(texts, batch_size=batch_size, split=split)
         if isinstance(predictions, Prediction):  # one text in, one row out
             predictions = [predictions]
         return np.array(
-            [[p.scores[lab] for lab in self.labels] for p in predictions], dtype=np.float64
+            [[p.scores[lab] for lab in self.labels] for p in predictions], dtype=np.float32
         ).reshape(len(predictions), len(self.labels))
 
-    def _as_dict(self, row: np.ndarray) -> dict[str, float]:
-        return {label: float(p) for label, p in zip(self.labels, row, strict=True)}
+    def _top(self, row: np.ndarray, top_k: int | None) -> dict[str, float]:
+        """Each label's score in label order; with `top_k`, the K highest, highest first."""
+        order = np.argsort(-row, kind="stable")[:top_k] if top_k else range(len(self.labels))
+        return {self.labels[i]: float(row[i]) for i in order}
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
         prepared = prepare(texts, self.segmenter)
@@ -267,26 +296,28 @@ class TorchRunner:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """A torch device that exists here ("cpu" by default), or a ValueError saying why not."""
+    """A torch device that exists here ("cpu" by default), or a DeviceError saying why not."""
     try:
         resolved = torch.device(device or "cpu")
     except (RuntimeError, TypeError) as err:
-        raise ValueError(
+        raise DeviceError(
             f"device {device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1', 'mps')"
         ) from err
     if resolved.type == "cuda":
         count = torch.cuda.device_count()
         if not count or (resolved.index is not None and resolved.index >= count):
-            raise ValueError(f"device {device!r} is not available: this machine has {count} CUDA device(s)")
+            raise DeviceError(f"device {device!r} is not available: this machine has {count} CUDA device(s)")
     elif resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {device!r} is not available here")
+        raise DeviceError(f"device {device!r} is not available here")
     elif resolved.type != "cpu":
-        raise ValueError(f"device {device!r}: vitopic runs on 'cpu', 'cuda' or 'mps'")
+        raise DeviceError(f"device {device!r}: vitopic runs on 'cpu', 'cuda' or 'mps'")
     return resolved
 
 
 class OnnxRunner:
-    """Logits from an ONNX Runtime session over an exported model."""
+    """Logits from an ONNX Runtime session over an exported model, on the CPU."""
+
+    device = torch.device("cpu")
 
     def __init__(self, path: Path):
         export = f"run `vitopic export --model {path.parent}{' --int8' if path.name == INT8_FILE else ''}`"
@@ -340,9 +371,16 @@ def _number(value: object, kind: type) -> bool:
     return isinstance(value, kind) and not isinstance(value, bool | np.bool_)
 
 
-def _check_options(batch_size: object, threshold: object, split: object, head: Head) -> None:
-    if not _number(batch_size, numbers.Integral) or batch_size < 1:
+def _count(value: object) -> bool:
+    """Whether `value` is an integer >= 1 (not a bool)."""
+    return _number(value, numbers.Integral) and value >= 1
+
+
+def _check_options(batch_size: object, threshold: object, split: object, top_k: object, head: Head) -> None:
+    if not _count(batch_size):
         raise ValueError(f"batch_size must be an integer >= 1, got {shown(batch_size)}")
+    if top_k is not None and not _count(top_k):
+        raise ValueError(f"top_k must be an integer >= 1 or None, got {shown(top_k)}")
     if threshold is not None:
         if not head.uses_thresholds:
             raise ValueError(

@@ -138,25 +138,20 @@ def input_columns(record: dict, taken: Iterable[str] = PREDICTED) -> dict:
     return out
 
 
-def prediction_row(
-    record: dict, prediction: Prediction, top_k: int | None = None, pieces: bool = False
-) -> dict:
-    """The record (see `input_columns`) with the prediction added."""
+def prediction_row(record: dict, prediction: Prediction, pieces: bool = False) -> dict:
+    """The record (see `input_columns`) with the prediction added, scores to 4 decimals."""
     row = input_columns(record)
-    scores = (
-        sorted(prediction.scores.items(), key=lambda kv: -kv[1])[:top_k]
-        if top_k
-        else prediction.scores.items()
-    )
     row["labels"] = prediction.labels
-    row["scores"] = {k: round(v, 4) for k, v in scores}
+    row["scores"] = _rounded(prediction.scores)
     row["empty"] = prediction.empty
     if pieces:
-        row["pieces"] = [
-            {"text": p.text, "scores": {k: round(v, 4) for k, v in p.scores.items()}}
-            for p in prediction.pieces
-        ]
+        row["pieces"] = [{**p.to_dict(), "scores": _rounded(p.scores)} for p in prediction.pieces]
     return row
+
+
+def _rounded(scores: dict[str, float]) -> dict[str, float]:
+    """Scores to 4 decimals, as the files show them."""
+    return {label: round(score, 4) for label, score in scores.items()}
 
 
 def count_records(path: Path, fmt: str | None = None) -> int:
@@ -178,14 +173,13 @@ def predict_rows(
     text_field: str,
     chunk: int,
     progress: bool = False,
-    top_k: int | None = None,
     pieces: bool = False,
     total: int | None = None,
     **options: Any,
 ) -> Iterator[dict]:
     """Output rows for `records`, predicted `chunk` records at a time (memory stays constant in
-    the number of records); `options` go to `predict`. `progress`: shown on stderr in texts, of
-    `total` (see `vitopic.progress`)."""
+    the number of records); `options` (top_k, threshold, ...) go to `predict`. `progress`: shown
+    on stderr in texts, of `total` (see `vitopic.progress`)."""
     bar = Progress("predict", total, "texts", enabled=progress)
     records = iter(records)
     with bar:
@@ -193,7 +187,7 @@ def predict_rows(
             predictions = classifier.predict([r[text_field] for r in batch], **options)
             bar.update(len(batch))
             for record, prediction in zip(batch, predictions, strict=True):
-                yield prediction_row(record, prediction, top_k, pieces)
+                yield prediction_row(record, prediction, pieces)
 
 
 def write_rows(

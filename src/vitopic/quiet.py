@@ -23,3 +23,19 @@ def quiet(*loggers: str, messages: tuple[str, ...] = ()) -> Iterator[None]:
     finally:
         for logger, level in saved:
             logger.setLevel(level)
+
+
+@contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """Within the block: transformers shows no progress bars (such as the "Loading weights" bar
+    of every model load); afterwards they are back on if they were (with huggingface_hub's,
+    which transformers switches together with its own)."""
+    from transformers.utils import logging as transformers_logging
+
+    was_on = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            transformers_logging.enable_progress_bar()
