@@ -4,12 +4,14 @@ micro-batcher and failure paths in-process through FastAPI's TestClient."""
 import asyncio
 import json
 import random
+import re
 import signal
 import socket
 import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -54,42 +56,46 @@ def counters(text: str) -> dict[tuple, float]:
 
 
 @pytest.fixture(scope="module")
-def server(trained_dir):
-    """`vitopic serve` in its own process, ready (GET /health is 200)."""
+def server_log(tmp_path_factory) -> Path:
+    """What the module's server process prints (its log lines)."""
+    return tmp_path_factory.mktemp("serve") / "server.log"
+
+
+@pytest.fixture(scope="module")
+def server(trained_dir, server_log):
+    """`vitopic serve` in its own process, ready (GET /health is 200), logging to `server_log`."""
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            *VITOPIC,
-            "serve",
-            "--model",
-            str(trained_dir),
-            "--port",
-            str(port),
-            "--max-texts",
-            "50",
-            "--max-body-bytes",
-            "20000",
-            "--max-text-chars",
-            "12000",
-            "--max-request-chars",
-            "15000",
-            "--header-timeout",
-            "1",
-            "--body-timeout",
-            "1",
-            "--allowed-hosts",
-            "api.example",
-            "--log-level",
-            "warning",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    with server_log.open("w") as log:
+        proc = subprocess.Popen(
+            [
+                *VITOPIC,
+                "serve",
+                "--model",
+                str(trained_dir),
+                "--port",
+                str(port),
+                "--max-texts",
+                "50",
+                "--max-body-bytes",
+                "20000",
+                "--max-text-chars",
+                "12000",
+                "--max-request-chars",
+                "15000",
+                "--header-timeout",
+                "1",
+                "--body-timeout",
+                "1",
+                "--allowed-hosts",
+                "api.example",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
-        assert proc.poll() is None, proc.stdout.read()
+        assert proc.poll() is None, server_log.read_text("utf-8")
         try:
             if httpx.get(f"{url}/health").status_code == 200:
                 break
@@ -113,7 +119,8 @@ def test_served_predictions_equal_predict(server, classifier):
     assert [g.get("id") for g in got] == [7, None, "b"]
     assert all(same(g, e) for g, e in zip(got, classifier.predict([*texts[:2], ""]), strict=True))
     meta = httpx.get(f"{server}/metadata").json()
-    assert meta["labels"] == classifier.labels and meta["thresholds"] == classifier.metadata.thresholds
+    assert meta["labels"] == classifier.labels
+    assert meta["thresholds"] == dict(zip(classifier.labels, classifier.metadata.thresholds, strict=True))
     assert meta["segmenter"] == classifier.segmenter and meta["limits"]["max_texts"] == 50
 
 
@@ -138,7 +145,8 @@ BAD = [  # (what is sent, status, part of the one-line reason)
     ({"json": {"texts": []}}, 422, "texts: List should have at least 1 item"),
     ({"json": {}}, 422, "exactly one of 'texts' or 'items'"),
     ({"json": {"texts": ["a"], "items": [{"text": "b"}]}}, 422, "exactly one of"),
-    ({"json": {"texts": ["a"], "threshold": 0.3}}, 422, "threshold: Extra inputs"),
+    ({"json": {"texts": ["a"], "threshold": 0.3}}, 422, "threshold: unknown field"),
+    ({"json": {"text": "x"}}, 422, 'text: unknown field; send {"texts": ["...", ...]} or {"items": [{'),
     (
         {"content": b'{"texts": ["a\\ud800"]}', "headers": {"content-type": "application/json"}},
         422,
@@ -170,6 +178,23 @@ def test_bad_requests_get_a_4xx_with_one_line_and_the_server_stays_up(server):
         assert "\n" not in body["error"] and body["request_id"] == response.headers["x-request-id"]
     assert httpx.get(f"{server}/health").json() == {"status": "ready"}
     assert httpx.post(f"{server}/predict", json={"texts": ["NATO họp."]}).status_code == 200
+
+
+@pytest.mark.slow
+def test_the_log_has_a_ready_line_and_a_line_per_request(server, server_log, trained_dir):
+    response = httpx.post(f"{server}/predict", json={"texts": ["NATO họp."]}, headers={"X-Request-ID": "r-7"})
+    assert response.status_code == 200
+    assert httpx.get(f"{server}/a%0Ab").status_code == 404  # a line break in the path stays escaped
+    deadline = time.monotonic() + 10
+    while "request_id=r-7" not in (log := server_log.read_text("utf-8")) or "GET /a" not in log:
+        assert time.monotonic() < deadline, log
+        time.sleep(0.1)
+    ready = [line for line in log.splitlines() if "model ready" in line]
+    assert len(ready) == 1, log
+    assert f"model ready at {server}: {trained_dir}, backend torch on cpu, labels " in ready[0]
+    assert re.search(r"^INFO: +POST /predict 200 \d+\.\d ms request_id=r-7$", log, re.MULTILINE), log
+    assert re.search(r"GET /a\\nb 404 \d+\.\d ms request_id=[0-9a-f]{32}$", log, re.MULTILINE), log
+    assert 'HTTP/1.1" 200' not in log  # uvicorn's own access line is replaced, not doubled
 
 
 @pytest.mark.slow

@@ -141,7 +141,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from vitopic.serving import Limits, allowed_hosts, create_app, server_config
+    from vitopic.serving import Limits, allowed_hosts, base_url, create_app, server_config
 
     failure: list[str] = []
 
@@ -171,6 +171,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         on_load_failure=stop,
         hosts=allowed_hosts(args.host, args.allowed_hosts),
         docs=args.docs,
+        url=base_url(args.host, args.port),
     )
     server = uvicorn.Server(
         server_config(
@@ -279,6 +280,9 @@ def _probability(value: str) -> float:
     return number
 
 
+MODEL_HELP = "checkpoint dir or Hub id"
+
+
 def _add_split(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--split",
@@ -288,12 +292,21 @@ def _add_split(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_batch_size(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="texts per model call (default: 32)")
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     """What `predict` and `serve` share: which model, where it runs, and how it decides."""
-    p.add_argument("--model", required=True, help="checkpoint dir or Hub id")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--revision", help="Hub branch, tag or commit")
-    p.add_argument("--backend", default="torch", choices=BACKENDS)
-    p.add_argument("--device", help="cpu (default), cuda, cuda:1, mps")
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=BACKENDS,
+        help="torch (default, fp32), torch-bf16, or onnx / onnx-int8 on the CPU (after vitopic export)",
+    )
+    p.add_argument("--device", help="cpu (default), cuda, cuda:1, mps (torch backends)")
     p.add_argument("--threshold", type=_probability, help="one threshold for every label (multi_label)")
     _add_split(p)
 
@@ -301,7 +314,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vitopic", description=__doc__)
     parser.add_argument("--version", action="version", version=f"vitopic {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(
+        dest="command", required=True, help="the command (vitopic COMMAND --help: its options)"
+    )
 
     p = sub.add_parser(
         "train",
@@ -339,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="config keys (section.key=value overrides):\n" + keys_help(PretrainConfig),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", required=True, help="the pretraining run's YAML config")
     p.add_argument("--resume", action="store_true", help="continue from the last saved state")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides (the keys below)")
     p.set_defaults(func=cmd_pretrain)
@@ -360,18 +375,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-field", default="text", help="the JSONL/CSV field holding the text")
     p.add_argument("--output", help="write here (.jsonl or .csv) instead of stdout, atomically")
     p.add_argument("--format", choices=FORMATS, help="jsonl (default), csv or table")
-    p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--top-k", type=_positive_int, help="keep only the K highest scores per row")
+    _add_batch_size(p)
+    p.add_argument(
+        "--top-k",
+        type=_positive_int,
+        metavar="K",
+        help="keep only the K highest scores per row, and the labels among them",
+    )
     p.add_argument("--pieces", action="store_true", help="add per-sentence scores to each row")
     p.add_argument("--segmenter", choices=SEGMENTERS, help="override the saved segmenter")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
-    p.add_argument("texts", nargs="*")
+    p.add_argument("texts", nargs="*", help="texts to label, one row each (else --input or stdin)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("serve", help="an HTTP service (FastAPI on uvicorn) with micro-batching")
     _add_model_options(p)
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen beyond this machine")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="default: 8000")
     p.add_argument(
         "--max-batch",
         type=_positive_int,
@@ -382,7 +402,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-wait-ms", type=float, default=5.0, help="how long a batch waits for more requests (0: never)"
     )
     p.add_argument("--max-texts", type=_positive_int, default=256, help="texts per request")
-    p.add_argument("--max-body-bytes", type=_positive_int, default=2 * 1024 * 1024)
+    p.add_argument(
+        "--max-body-bytes",
+        type=_positive_int,
+        default=2 * 1024 * 1024,
+        help="request body size (413 above; default: 2 MiB)",
+    )
     p.add_argument(
         "--max-text-chars", type=_positive_int, default=20_000, help="characters per text (413 above)"
     )
@@ -410,14 +435,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="serve /docs and /openapi.json (off by default: the docs page loads scripts from a CDN)",
     )
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="info (default): the ready line and one access line per request; warning: problems only",
+    )
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("evaluate", help="metrics and plots on a labeled JSONL file")
-    p.add_argument("--model", required=True)
-    p.add_argument("--data", required=True)
+    p = sub.add_parser("evaluate", help="metrics and plots on a labeled file (JSONL, CSV or a saved dataset)")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--data", required=True, help="the labeled file: JSONL, CSV or a saved dataset directory")
     p.add_argument("--out", help="directory for eval-*.json and plots (default: the model dir)")
-    p.add_argument("--batch-size", type=_positive_int, default=32)
+    _add_batch_size(p)
     _add_split(p)
     p.add_argument(
         "--errors", type=_integer(0), default=0, metavar="N", help="print the first N wrong predictions"
@@ -438,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("baseline", help="TF-IDF + logistic regression, and keyword rules")
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", required=True, help="the run's YAML config (its data and labels)")
     p.add_argument(
         "--eval",
         action="append",
@@ -450,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_baseline)
 
     p = sub.add_parser("data", help="corpus tools")
-    data_sub = p.add_subparsers(dest="data_command", required=True)
+    data_sub = p.add_subparsers(dest="data_command", required=True, help="the corpus tool")
     c = data_sub.add_parser("check", help="validate a corpus directory and print its counts")
     c.add_argument(
         "dir", nargs="?", help=f"the corpus directory (default: the config's data.dir, else {DataConfig.dir})"
@@ -465,9 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_data_check)
 
     p = sub.add_parser("push-to-hub", help="upload a checkpoint to the Hugging Face Hub")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help="the checkpoint directory to upload")
     p.add_argument("--repo", required=True, help="org/name")
-    p.add_argument("--private", action="store_true")
+    p.add_argument("--private", action="store_true", help="create the repo private")
     p.add_argument("--dry-run", action="store_true", help="list files, validate the card")
     p.add_argument(
         "--force", action="store_true", help="upload even if training flagged the model as not worth using"
@@ -475,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("export", help="write model.onnx (ONNX Runtime) next to the checkpoint")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help="the checkpoint directory (the files go into it)")
     p.add_argument("--int8", action="store_true", help="also write a dynamic-int8 model")
     p.set_defaults(func=cmd_export)
     return parser

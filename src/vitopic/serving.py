@@ -3,10 +3,12 @@ micro-batched into one model call.
 
     POST /predict   {"texts": [...]} or {"items": [{"id": ..., "text": ...}]}
     GET  /health    200 once the model is loaded, 503 before (or if loading failed)
-    GET  /metadata  labels, thresholds, segmenter, base model, versions
+    GET  /metadata  labels, thresholds by label, segmenter, base model, versions
     GET  /metrics   Prometheus text format
 
-`vitopic serve` runs it under uvicorn (`server_config`: header and keep-alive timeouts);
+A line is logged (logger `vitopic.serving`, INFO) when the model is ready and for every request:
+method, path, status, latency and request id. `vitopic serve` runs it under uvicorn
+(`server_config`: header and keep-alive timeouts, and those lines on stderr);
 `create_app` is the app for any ASGI server or Ray Serve. Work per request is bounded (`Limits`),
 smaller requests are served first, and a server bound to loopback answers only loopback Host
 names unless told otherwise (DNS rebinding).
@@ -15,6 +17,7 @@ names unless told otherwise (DNS rebinding).
 from __future__ import annotations
 
 import asyncio
+import copy
 import ipaddress
 import itertools
 import logging
@@ -43,6 +46,7 @@ from starlette.exceptions import HTTPException
 from vitopic import __version__
 from vitopic.errors import clip, one_line
 from vitopic.options import Backend, Split
+from vitopic.prediction_io import printable
 from vitopic.text import check_unicode
 
 if TYPE_CHECKING:
@@ -350,8 +354,17 @@ class _Guard:
             else:
                 await self.app(scope, limited_receive, tagged_send)
         finally:
+            elapsed = time.perf_counter() - started
             self.metrics.requests.labels(route, str(status)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+            self.metrics.latency.labels(route).observe(elapsed)
+            logger.info(
+                "%s %s %d %.1f ms request_id=%s",
+                scope["method"],
+                printable(scope["path"]),
+                status,
+                elapsed * 1000,
+                printable(request_id),
+            )
 
 
 def _error(status: int, message: str, request_id: str) -> JSONResponse:
@@ -379,6 +392,8 @@ def _one_line(err: RequestValidationError) -> tuple[int, str]:
     for part in first.get("loc", ())[1:]:  # drop the leading "body"
         where += f"[{part}]" if isinstance(part, int) else f".{part}" if where else str(part)
     message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+    if first.get("type") == "extra_forbidden" and len(first.get("loc", ())) == 2:  # {"text": ...}
+        message = 'unknown field; send {"texts": ["...", ...]} or {"items": [{"id": ..., "text": "..."}]}'
     return 422, f"{where}: {message}" if where else message
 
 
@@ -428,11 +443,13 @@ def create_app(
     on_load_failure: Callable[[str], None] | None = None,
     hosts: frozenset[str] | None = None,
     docs: bool = False,
+    url: str | None = None,
 ) -> FastAPI:
     """The service over `model`: a checkpoint dir or Hub id (loaded at startup, in the
     background) or a `TopicClassifier` already loaded. `on_load_failure(reason)` is called if
     loading fails (`vitopic serve` exits then); /health reports it either way. `hosts`: the Host
-    names answered (None: any; see `allowed_hosts`). `docs`: serve /docs and /openapi.json."""
+    names answered (None: any; see `allowed_hosts`). `docs`: serve /docs and /openapi.json.
+    `url`: where the app is served, for the line logged when the model is ready."""
     limits = limits or Limits()
     metrics = _Metrics()
     state = _Model(model, {"revision": revision, "device": device, "backend": backend})
@@ -457,6 +474,14 @@ def create_app(
     def _loaded() -> None:
         if state.classifier is not None:
             metrics.ready.set(1)
+            logger.info(
+                "model ready%s: %s, backend %s on %s, labels %s",
+                f" at {url}" if url else "",
+                model if isinstance(model, str) else "a TopicClassifier object",
+                backend,
+                state.classifier.device,
+                ", ".join(state.classifier.labels),
+            )
         elif on_load_failure is not None:
             on_load_failure(state.error or "unknown error")
 
@@ -530,7 +555,9 @@ def create_app(
             {
                 "labels": meta.labels,
                 "mode": meta.mode,
-                "thresholds": meta.thresholds,
+                "thresholds": dict(zip(meta.labels, meta.thresholds, strict=True))
+                if meta.head.uses_thresholds
+                else {},
                 "segmenter": state.classifier.segmenter,
                 "max_length": meta.max_length,
                 "base_model": meta.base_model,
@@ -584,13 +611,35 @@ class _HeaderDeadline:
             self.transport.close()  # type: ignore[attr-defined]
 
 
-def server_config(app: FastAPI, limits: Limits, **options: Any) -> Any:
-    """A `uvicorn.Config` for `app`: `options` (host, port, ...) with vitopic's timeouts."""
+def base_url(host: str, port: int) -> str:
+    """The URL of a server bound to `host` and `port` (an IPv6 address in brackets)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def server_config(app: FastAPI, limits: Limits, log_level: str = "info", **options: Any) -> Any:
+    """A `uvicorn.Config` for `app`: `options` (host, port, ...) with vitopic's timeouts, and
+    vitopic's log lines (ready, one per request) on stderr at `log_level` beside uvicorn's, in
+    place of uvicorn's access log."""
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
     except ImportError:  # uvicorn without httptools: its h11 protocol
         from uvicorn.protocols.http.h11_impl import H11Protocol as base
     protocol = type("VitopicHTTP", (_HeaderDeadline, base), {"header_timeout": limits.header_timeout_s})
-    return uvicorn.Config(app, http=protocol, timeout_keep_alive=KEEP_ALIVE_S, **options)
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    log_config["loggers"][logger.name] = {
+        "handlers": ["default"],
+        "level": log_level.upper(),
+        "propagate": False,
+    }
+    return uvicorn.Config(
+        app,
+        http=protocol,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        log_config=log_config,
+        log_level=log_level,
+        access_log=False,
+        **options,
+    )
