@@ -4,6 +4,7 @@ import json
 import time
 
 import httpx
+import pyarrow as pa
 import pytest
 from helpers import DATA
 
@@ -32,9 +33,19 @@ def test_map_batches_labels_every_row_as_predict_does(local_ray, trained_dir, cl
     from vitopic.integrations.ray import Labeler
 
     data = rows(3000)
-    ds = ray.data.from_items(data).map_batches(
-        Labeler, fn_constructor_kwargs={"model": str(trained_dir)}, concurrency=2, batch_size=256
+    ds = (
+        ray.data.from_items(data)
+        .map_batches(
+            Labeler,
+            fn_constructor_kwargs={"model": str(trained_dir)},
+            compute=ray.data.ActorPoolStrategy(size=2),
+            batch_size=256,
+        )
+        .materialize()
     )
+    types = dict(zip(ds.schema().names, ds.schema().types, strict=True))
+    # list columns stay Arrow lists: the predicted labels and the gold ones passed through
+    assert types["labels"] == types["input_labels"] == pa.list_(pa.string())
     out = sorted(ds.take_all(), key=lambda r: int(r["id"][1:]))
     expected = classifier.predict([r["text"] for r in data])
     assert [r["id"] for r in out] == [r["id"] for r in data]  # nothing lost or duplicated
@@ -51,7 +62,7 @@ def test_a_missing_text_column_is_named(local_ray, trained_dir):
     from vitopic.integrations.ray import Labeler
 
     ds = ray.data.from_items([{"body": "NATO họp."}]).map_batches(
-        Labeler, fn_constructor_kwargs={"model": str(trained_dir)}, concurrency=1
+        Labeler, fn_constructor_kwargs={"model": str(trained_dir)}, compute=ray.data.ActorPoolStrategy(size=1)
     )
     with pytest.raises(Exception, match="no 'text' column in the dataset"):
         ds.take_all()

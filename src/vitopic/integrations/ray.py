@@ -2,7 +2,7 @@
 
 ds = ray.data.read_json("archive.jsonl")
 labelled = ds.map_batches(Labeler, fn_constructor_kwargs={"model": "org/model"},
-                          concurrency=2, batch_size=256)
+                          compute=ray.data.ActorPoolStrategy(size=2), batch_size=256)
 
 serve.run(deployment(num_replicas=2).bind("org/model"))  # POST /predict as `vitopic serve`
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from vitopic.errors import shown
 from vitopic.options import Backend, Split
@@ -21,7 +22,8 @@ from vitopic.prediction_io import PREDICTED, input_columns
 class Labeler:
     """A callable class for `ray.data.Dataset.map_batches`: the classifier is loaded once per
     worker; each batch comes back with every input column (renamed `input_<name>` where it
-    clashes with a predicted one), `labels` (a list per row), `empty` and `score_<label>`."""
+    clashes with a predicted one), `labels` (an Arrow list of strings per row), `empty` and
+    `score_<label>`. List columns stay Arrow lists (not pickled Python objects)."""
 
     def __init__(
         self,
@@ -42,7 +44,7 @@ class Labeler:
         self.text_column = text_column
         self.options: dict[str, Any] = {"batch_size": batch_size, "split": split, "threshold": threshold}
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray | pa.Array]:
         if self.text_column not in batch:
             raise KeyError(
                 f"no {self.text_column!r} column in the dataset (columns: "
@@ -61,14 +63,24 @@ class Labeler:
         except ValueError as err:  # predict names the row within the batch
             raise ValueError(f"column {self.text_column!r} of this batch: {err}") from err
         score_columns = {label: f"score_{label}" for label in self.classifier.labels}
-        out = input_columns(batch, {*PREDICTED, *score_columns.values()})
-        out["labels"] = np.empty(len(predictions), dtype=object)  # one list per row, not 2-D
-        for i, prediction in enumerate(predictions):
-            out["labels"][i] = prediction.labels
+        out = {
+            name: _as_arrow_lists(column)
+            for name, column in input_columns(batch, {*PREDICTED, *score_columns.values()}).items()
+        }
+        out["labels"] = pa.array([p.labels for p in predictions], type=pa.list_(pa.string()))
         out["empty"] = np.array([p.empty for p in predictions], dtype=bool)
         for label, column in score_columns.items():
             out[column] = np.array([p.scores[label] for p in predictions])
         return out
+
+
+def _as_arrow_lists(column: np.ndarray) -> np.ndarray | pa.Array:
+    """An input column of 1-D arrays (how Ray hands a list column to numpy) as an Arrow list
+    column, which Ray stores natively; any other column as it is."""
+    values = [v for v in column if v is not None] if column.dtype == object else []
+    if values and all(isinstance(v, np.ndarray) and v.ndim == 1 for v in values):
+        return pa.array([v if v is None else v.tolist() for v in column])
+    return column
 
 
 def deployment(**deployment_options: Any):
