@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -29,6 +31,42 @@ def baseline_label(key: str) -> str:
     if key.endswith(KEYWORD_SUFFIX):
         return f"keyword rules, {key[: -len(KEYWORD_SUFFIX)]}"
     return f"TF-IDF+LR, {key}"
+
+
+def shown_baselines(results: dict[str, Metrics]) -> tuple[dict[str, Metrics], str]:
+    """The baseline results worth showing, and a note on what was left out ("" when nothing was).
+    The keyword rules never fire a label without a rule, so its rows (F1 0) say nothing: they are
+    left out, and the keyword results altogether when no label has a rule."""
+    keyword = [key for key in results if key.endswith(KEYWORD_SUFFIX)]
+    labels = list(results[keyword[0]].per_label) if keyword else []
+    missing = [lab for lab in labels if label(lab).keywords is None]
+    if not missing:
+        return dict(results), ""
+    names = ", ".join(missing)
+    if len(missing) == len(labels):
+        return (
+            {key: r for key, r in results.items() if key not in keyword},
+            f"keyword rules left out: vitopic has none for {names}",
+        )
+    return (
+        {
+            key: replace(r, per_label={lab: s for lab, s in r.per_label.items() if lab not in missing})
+            if key in keyword
+            else r
+            for key, r in results.items()
+        },
+        f"no keyword rule for {names}: the rules never predict these labels; their rows are left "
+        "out, their misses still count in the averages",
+    )
+
+
+def format_baselines(results: dict[str, Metrics], prefix: str = "") -> list[str]:
+    """Each baseline result worth showing as `Metrics.format` lines, named `prefix` + which
+    baseline on which split, then the note on what was left out (`shown_baselines`)."""
+    shown, note = shown_baselines(results)
+    return [r.format(prefix + baseline_label(key)) for key, r in shown.items()] + (
+        [f"({note})"] if note else []
+    )
 
 
 class TfidfBaseline:

@@ -209,12 +209,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from vitopic.baseline import baseline_label
+    from vitopic.baseline import format_baselines
     from vitopic.workflows import run_baseline
 
     cfg = load_config(args.config, args.overrides)
-    for key, result in run_baseline(cfg, args.eval).items():
-        print(result.format(baseline_label(key)))
+    print("\n".join(format_baselines(run_baseline(cfg, args.eval))))
     return 0
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vitopic.baseline import baseline_label
+from vitopic.baseline import baseline_label, format_baselines, shown_baselines
 from vitopic.checkpoint import METRICS_FILE, QUALITY_WARNINGS, CheckpointError, Metadata
 from vitopic.config import ModelConfig, TrainingConfig
 from vitopic.files import read_json, write_json, write_text
@@ -73,7 +73,7 @@ def write_run_outputs(
     ]
     lines += [r.format(split) for split, r in results.items()]
     if baseline:
-        lines += [r.format(f"baseline {baseline_label(key)}") for key, r in baseline.items()]
+        lines += format_baselines(baseline, "baseline ")
     lines += ["```", "", "![precision-recall](plots/pr-dev.png)", "", "![losses](plots/loss.png)"]
     if showcase_rows:
         lines += ["", "## Showcase sentences", "", "| text | gold | predicted |", "|---|---|---|"]
@@ -146,10 +146,10 @@ def _write_card(
 ) -> Path:
     extra = _alarm(warnings) + "\n\n" if warnings else ""
     if baseline:
+        shown, note = shown_baselines(baseline)
+        scores = [f"{baseline_label(key)} {r.macro_f1:.3f}" for key, r in shown.items()]
         extra += (
-            "Baselines on the same splits (macro-F1): "
-            + "; ".join(f"{baseline_label(key)} {r.macro_f1:.3f}" for key, r in baseline.items())
-            + "."
+            "Baselines on the same splits (macro-F1): " + "; ".join(scores + ([note] if note else [])) + "."
         )
     return write_text(
         out / "README.md",
