@@ -73,6 +73,8 @@ def base_dir(tmp_path_factory) -> Path:
 # step, at a learning rate too small to change dev macro-F1) that shows them.
 RUN_VALUES = {
     "model.license": "apache-2.0",
+    "data.name": "my-corpus",
+    "data.label_descriptions": "{gaza: the war in Gaza}",
     "text.segmenter": "none",
     "training.pos_weight": "true",
     "training.early_stopping_patience": "1",
@@ -93,7 +95,7 @@ def run(corpus, tmp_path_factory) -> Run:
     from vitopic.workflows import train_and_report
 
     tmp = tmp_path_factory.mktemp("run")
-    values = [f"{key}={value.format(tmp=tmp)}" for key, value in RUN_VALUES.items()]
+    values = [f"{key}={value.replace('{tmp}', str(tmp))}" for key, value in RUN_VALUES.items()]
     cfg = load_config(None, [f"data.dir={corpus}", *RUN_STEPS, *values])
     with pytest.MonkeyPatch.context() as patch:
         seen = spy_on_pos_weight(patch)
@@ -278,6 +280,21 @@ def _(ctx):
     assert model.config.id2label == {0: "gaza", 1: "nato"}
     with pytest.raises(DataError, match=r"unknown label\(s\) \['ukraine_aid'\]"):
         Splits.load(cfg.data)  # the corpus has ukraine_aid rows: the labels reach the reader
+
+
+@check("data.name")
+def _(ctx):
+    ctx.load(RUN_VALUES[ctx.key])
+    header = yaml.safe_load((ctx.fixture("run").dir / "README.md").read_text("utf-8").split("---")[1])
+    assert header["model-index"][0]["results"][0]["dataset"]["name"] == "my-corpus dev"
+    ctx.refused("''", "must not be empty")
+
+
+@check("data.label_descriptions")
+def _(ctx):
+    ctx.load(RUN_VALUES[ctx.key])
+    assert "| `gaza` | the war in Gaza |" in (ctx.fixture("run").dir / "README.md").read_text("utf-8")
+    ctx.refused("{sport: football}", "not one of data.labels")
 
 
 # text

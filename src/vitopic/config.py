@@ -144,7 +144,8 @@ class ModelConfig:
 class DataConfig:
     """Where the labeled splits live and which labels they use.
 
-    Read by `training.Splits.load`; labels also by `modeling.build_model` (the model's classes)."""
+    Read by `training.Splits.load`; labels also by `modeling.build_model` (the model's classes);
+    name and label_descriptions by the model card (`modelcard.training_data`)."""
 
     dir: str = field(default="corpus", metadata={"help": "the directory holding the split files below"})
     train_file: str = field(
@@ -178,6 +179,20 @@ class DataConfig:
             "help": "the label names, in the model's output order; every train label must be one of them"
         },
     )
+    name: str | None = field(
+        default=None,
+        metadata={
+            "help": "the data set's name on the model card; null: the data directory's name "
+            "(vitopic, for the shipped corpus)"
+        },
+    )
+    label_descriptions: dict[str, str] = field(
+        default_factory=dict,
+        metadata={
+            "help": "what each label means, for the model card's label table ({label: text}); the "
+            "shipped labels trained on the shipped corpus have their own"
+        },
+    )
 
     dev_ratio: float = field(
         default=0.1,
@@ -204,6 +219,13 @@ class DataConfig:
             found.append(("labels", "labels must be unique"))
         if not all(lab.strip() and lab == lab.strip() for lab in self.labels):
             found.append(("labels", "labels must be non-empty names without surrounding spaces"))
+        if self.name is not None and not self.name.strip():
+            found.append(("name", "must not be empty (null: the data directory's name)"))
+        for lab, text in self.label_descriptions.items():
+            if lab not in self.labels:
+                found.append(("label_descriptions", f"{shown(lab)} is not one of data.labels"))
+            elif not text.strip():
+                found.append(("label_descriptions", f"{shown(lab)}: the description is empty"))
         for key in self.FILES:
             name = getattr(self, key)
             if name is not None and not name.strip():
@@ -647,6 +669,8 @@ def _type_name(hint: Any) -> str:
         return "one of " + ", ".join(typing.get_args(hint))
     if origin is list:
         return f"list of {_type_name(typing.get_args(hint)[0])}"
+    if origin is dict:
+        return "mapping of {} to {}".format(*map(_type_name, typing.get_args(hint)))
     return hint.__name__
 
 
@@ -716,6 +740,14 @@ def _check_type(value: Any, hint: Any, source: str, key: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(source, key, f"must be a list, got {type(value).__name__}")
         return [_check_type(v, item, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        keys, values = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(source, key, f"must be a mapping, got {type(value).__name__}")
+        return {
+            _check_type(k, keys, source, key): _check_type(v, values, source, f"{key}.{k}")
+            for k, v in value.items()
+        }
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise ConfigError(source, key, f"must be a finite number, got {shown(value)}")

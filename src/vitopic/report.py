@@ -10,11 +10,12 @@ import numpy as np
 
 from vitopic.baseline import baseline_label, format_baselines, shown_baselines
 from vitopic.checkpoint import METRICS_FILE, QUALITY_WARNINGS, CheckpointError, Metadata
-from vitopic.config import ModelConfig, TrainingConfig
+from vitopic.config import ModelConfig, TrainingConfig, load_config
 from vitopic.files import read_json, write_json, write_text
 from vitopic.metrics import Metrics
-from vitopic.modelcard import render_card
+from vitopic.modelcard import render_card, table_cell, training_data
 from vitopic.plots import plot_losses, plot_pr_curves
+from vitopic.run_dir import CONFIG_FILE
 from vitopic.training import TrainResult
 
 EVALUATIONS = "evaluations"  # metrics.json key: `vitopic evaluate --update-card` results by file
@@ -31,8 +32,11 @@ def write_run_outputs(
 ) -> dict[str, Path]:
     """Write the run's report files beside the saved model in `out` (the run's staging directory,
     published with them: `vitopic.training.train`'s `report`); return their paths. `training`:
-    what the card states about the run (`training_facts`)."""
+    what the card states about the run (`training_facts`), to which the facts about its data
+    (`modelcard.training_data`) are added from the run's config.yaml in `out`."""
     meta = Metadata.load(out)
+    data = load_config(out / CONFIG_FILE, check_files=False).data
+    training = {**training, "data": training_data(data, result.dev_rows, meta.segmenter)}
     name = result.output_dir.name
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
@@ -78,7 +82,7 @@ def write_run_outputs(
     if showcase_rows:
         lines += ["", "## Showcase sentences", "", "| text | gold | predicted |", "|---|---|---|"]
         lines += [
-            f"| {_cell(r['text'])} | {', '.join(r['labels'])} | {', '.join(r['predicted'])} |"
+            f"| {table_cell(r['text'])} | {', '.join(r['labels'])} | {', '.join(r['predicted'])} |"
             for r in showcase_rows
         ]
     paths["report"] = write_text(out / "report.md", "\n".join(lines) + "\n")
@@ -124,11 +128,6 @@ def training_facts(
         "versions": versions,
         "license": m.license,
     }
-
-
-def _cell(text: str) -> str:
-    """Text for a Markdown table cell, whole (a `|` in it escaped)."""
-    return text.replace("|", "\\|")
 
 
 def _alarm(warnings: Sequence[str]) -> str:
