@@ -37,6 +37,17 @@ class ConfigError(VitopicError, ValueError):
 Problems = list[tuple[str, str]]  # (key, message); a section's keys are relative to the section
 
 
+def shape_problems(model: Any, positive: tuple[str, ...]) -> Problems:
+    """The checks every encoder shape shares: `positive` keys > 0, heads dividing the width and
+    dropout in [0, 1)."""
+    found = [(key, "must be > 0") for key in positive if getattr(model, key) <= 0]
+    if model.num_attention_heads > 0 and model.hidden_size % model.num_attention_heads:
+        found.append(("hidden_size", "must be divisible by model.num_attention_heads"))
+    if not 0 <= model.dropout < 1:
+        found.append(("dropout", "must be in [0, 1)"))
+    return found
+
+
 @dataclass
 class ModelConfig:
     """Which network to fine-tune: a pretrained checkpoint, or a small one built from scratch.
@@ -110,11 +121,7 @@ class ModelConfig:
         return head_for(self.mode)
 
     def problems(self) -> Problems:
-        found = [(key, "must be > 0") for key in self.SCRATCH_ONLY if getattr(self, key) <= 0]
-        if self.num_attention_heads > 0 and self.hidden_size % self.num_attention_heads:
-            found.append(("hidden_size", "must be divisible by model.num_attention_heads"))
-        if not 0 <= self.dropout < 1:
-            found.append(("dropout", "must be in [0, 1)"))
+        found = shape_problems(self, self.SCRATCH_ONLY)
         if self.name_or_path is None:
             if self.revision is not None:
                 found.append(("revision", "needs model.name_or_path (a model built from scratch has none)"))
@@ -508,19 +515,7 @@ class PretrainModelConfig:
     word2vec_epochs: int = field(default=3, metadata={"help": "passes of word2vec over the text"})
 
     def problems(self) -> Problems:
-        keys = (
-            "hidden_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "intermediate_size",
-            "word2vec_epochs",
-        )
-        found = [(key, "must be > 0") for key in keys if getattr(self, key) <= 0]
-        if self.num_attention_heads > 0 and self.hidden_size % self.num_attention_heads:
-            found.append(("hidden_size", "must be divisible by model.num_attention_heads"))
-        if not 0 <= self.dropout < 1:
-            found.append(("dropout", "must be in [0, 1)"))
-        return found
+        return shape_problems(self, (*ModelConfig.SCRATCH_ONLY, "word2vec_epochs"))
 
 
 @dataclass
