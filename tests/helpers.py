@@ -13,6 +13,7 @@ LABELS = list(DEFAULT_LABELS)
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "configs" / "tiny.yaml"
 DATA = ROOT / "corpus"
+HANG = 3600  # seconds: a guard against a hung subprocess, never a speed limit (machines are slow)
 VITOPIC = [sys.executable, "-m", "vitopic.cli"]  # the CLI as a real process (signals, servers)
 VITOPIC_SCRIPT = Path(sys.executable).with_name("vitopic")  # the installed console script
 

@@ -5,12 +5,12 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT
+from helpers import HANG, ROOT
 
 pytestmark = pytest.mark.slow
 
 
-def run(*argv: str, timeout: float = 300) -> str:
+def run(*argv: str, timeout: float = HANG) -> str:
     done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=ROOT, timeout=timeout)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout

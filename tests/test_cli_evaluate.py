@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import yaml
-from helpers import DATA, ROOT
+from helpers import DATA, HANG, ROOT
 
 from vitopic.cli import main
 from vitopic.modelcard import validate_card
@@ -63,7 +63,7 @@ def test_the_eval_recipe_as_a_script(trained_dir, tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "few.jsonl" in done.stdout and "macro-F1" in done.stdout

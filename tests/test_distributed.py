@@ -6,14 +6,14 @@ import subprocess
 import sys
 
 import pytest
-from helpers import DATA, ROOT, tiny_overrides
+from helpers import DATA, HANG, ROOT, tiny_overrides
 
 pytestmark = pytest.mark.slow
 SHORT = ["training.eval_steps=10", "training.early_stopping_patience=null"]
 BIN = os.path.dirname(sys.executable)
 
 
-def launch(launcher: list[str], out, *extra: str, steps: int = 20, env=None, timeout=300):
+def launch(launcher: list[str], out, *extra: str, steps: int = 20, env=None, timeout=HANG):
     overrides = [*tiny_overrides(out), f"training.max_steps={steps}", *SHORT, *extra]
     return subprocess.run(
         [*launcher, "training/train.py", "--config", "configs/tiny.yaml", *overrides],
@@ -68,7 +68,7 @@ def test_a_crash_on_one_rank_ends_the_run(tmp_path):
     done = launch(
         TORCHRUN,
         tmp_path / "crash",
-        timeout=240,
+        timeout=HANG,
         env={"PYTHONPATH": f"{hook}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"},
     )
     assert done.returncode != 0

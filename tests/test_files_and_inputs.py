@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import DATA, VITOPIC, run_cli
+from helpers import DATA, HANG, VITOPIC, run_cli
 
 from vitopic.checkpoint import CheckpointError
 from vitopic.cli import build_parser
@@ -155,7 +155,7 @@ def test_concurrent_predict_runs_never_mix_their_outputs(trained_dir, tmp_path):
         for _ in range(2)
     ]
     for run in runs:
-        assert run.wait(timeout=300) == 0, run.stderr.read()
+        assert run.wait(timeout=HANG) == 0, run.stderr.read()
     rows = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
     assert [r["text"] for r in rows] == texts.read_text("utf-8").splitlines()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 
 import pytest
-from helpers import DATA, ROOT, TINY, VITOPIC, run_cli, tiny_overrides
+from helpers import DATA, HANG, ROOT, TINY, VITOPIC, run_cli, tiny_overrides
 
 from vitopic import progress
 from vitopic.cli import build_parser, train_config
@@ -153,7 +153,7 @@ def test_sigterm_says_how_to_resume_and_releases_the_lock(tmp_path):
         assert time.time() < deadline, "no checkpoint within 600 s"
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=120)
+    stdout, stderr = proc.communicate(timeout=HANG)
     assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
     assert "training stopped (SIGTERM); the last checkpoint is " in stderr
     assert "run the same command with --resume" in stderr

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
-from helpers import DATA, ROOT, Ran, run_cli
+from helpers import DATA, HANG, ROOT, Ran, run_cli
 from hub_replica import (
     PICKLE_MARKER,
     REMOTE_CODE_MARKER,
@@ -79,7 +79,7 @@ def _train(hub, config, out, *extra, script=False) -> Ran:
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=HANG,
     )
     return Ran(done.returncode, done.stdout, done.stderr)
 

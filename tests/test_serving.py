@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from helpers import DATA, VITOPIC
+from helpers import DATA, HANG, VITOPIC
 from prometheus_client.parser import text_string_to_metric_families
 
 from vitopic.serving import Limits, MicroBatcher, ModelError, allowed_hosts, create_app
@@ -441,7 +441,7 @@ def test_serve_exits_with_one_line_when_the_model_cannot_load(tmp_path):
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: could not load the model: ")

@@ -2,7 +2,7 @@ import json
 import unicodedata
 
 import pytest
-from helpers import DATA
+from helpers import DATA, HANG
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -103,7 +103,7 @@ def test_rdrsegmenter_runs_its_jvm_outside_this_process_and_survives_a_fork():
     queue = multiprocessing.get_context("fork").Queue()
     child = multiprocessing.get_context("fork").Process(target=_segment_in_fork, args=(queue,))
     child.start()
-    assert queue.get(timeout=120) == ["Hà_Nội mưa"]  # the fork started its own segmenter
+    assert queue.get(timeout=HANG) == ["Hà_Nội mưa"]  # the fork started its own segmenter
     child.join()
     assert segment(["Bộ Quốc phòng"]) == ["Bộ Quốc_phòng"]  # and the parent's pipe is intact
 

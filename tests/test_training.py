@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from accelerate import PartialState
-from helpers import DATA, LABELS, ROOT, TINY, VITOPIC, quick, run_cli, spy_on_pos_weight, tiny_overrides
+from helpers import DATA, HANG, LABELS, ROOT, TINY, VITOPIC, quick, run_cli, spy_on_pos_weight, tiny_overrides
 from transformers import Trainer, TrainingArguments
 
 from vitopic import TopicClassifier
@@ -115,7 +115,7 @@ def test_kill_then_resume_finishes_the_planned_steps(tmp_path):
     with pytest.raises(Exception, match="not a finished vitopic checkpoint"):
         TopicClassifier.from_pretrained(out)
 
-    resumed = subprocess.run([*cmd, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run([*cmd, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=HANG)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stdout and "checkpoint-400" not in resumed.stdout
     state = json.loads((out / "checkpoints" / "checkpoint-400" / "trainer_state.json").read_text())
