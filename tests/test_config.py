@@ -6,7 +6,15 @@ import pytest
 from helpers import DATA, ROOT
 
 from vitopic.cli import main
-from vitopic.config import Config, ConfigError, PretrainConfig, keys_markdown, load_config, schema
+from vitopic.config import (
+    Config,
+    ConfigError,
+    PretrainConfig,
+    keys_markdown,
+    load_config,
+    save_config,
+    schema,
+)
 
 DOC = ROOT / "docs" / "config.md"
 
@@ -205,3 +213,15 @@ def test_train_help_lists_every_key_with_type_default_and_help(capsys):
     out = " ".join(capsys.readouterr().out.split())  # help text is wrapped
     for key in schema():
         assert f"{key.name} ({key.type}; default {key.default_yaml}) {key.help}" in out
+
+
+SHIPPED_CONFIGS = ["tiny.yaml", "mini-phobert.yaml", "phobert-base.yaml", "pretrain-mini.yaml"]
+
+
+@pytest.mark.parametrize("name", SHIPPED_CONFIGS)
+def test_a_saved_config_loads_again_as_the_same_config(tmp_path, name):
+    """A run directory's config.yaml is a config file: `--config runs/x/config.yaml` works."""
+    root = PretrainConfig if name.startswith("pretrain") else Config
+    cfg = load_config(ROOT / "configs" / name, root=root)
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml", root=root) == cfg

@@ -161,13 +161,12 @@ def test_loading_shows_no_progress_bar(trained_dir, capfd):
 
 
 @pytest.mark.slow
-def test_a_five_megabyte_input_takes_seconds(classifier):
-    import time
-
+@pytest.mark.slow
+def test_a_five_megabyte_input_is_answered(classifier):
+    """Once quadratic (1 MB took 95 s, 5 MB never ended); the text steps' linear scaling is tested
+    without a clock in test_text.py, this checks the whole input is read and labelled."""
     paragraph = f"{GAZA} Quân đội Ukraine nhận thêm viện trợ quân sự từ Mỹ hôm thứ Hai! "
-    start = time.perf_counter()
     result = classifier.predict(paragraph * (5_000_000 // len(paragraph.encode())))
-    assert time.perf_counter() - start < 60  # was quadratic: 1 MB took 95 s, 5 MB never ended
     assert {"gaza", "ukraine_aid"} <= set(result.labels) and len(result.pieces) > 50_000
 
 

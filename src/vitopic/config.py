@@ -454,11 +454,22 @@ class OutputConfig:
         return [] if self.dir.strip() else [("dir", "must not be empty")]
 
 
+def _section_dict(section: Any) -> dict[str, Any]:
+    """A section's keys; a pretrained base's config leaves out the from-scratch shape keys, which
+    it refuses (the base model's own shape applies)."""
+    data = dataclasses.asdict(section)
+    if isinstance(section, ModelConfig) and section.name_or_path is not None:
+        for key in ModelConfig.SCRATCH_ONLY:
+            del data[key]
+    return data
+
+
 class Sections:
     """A config made of sections, each checking its own keys (`problems()`)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every section's keys, as a config file gives them (so a saved config loads again)."""
+        return {f.name: _section_dict(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     def section_problems(self) -> Problems:
         """Every section's own value problems, with dotted keys."""
