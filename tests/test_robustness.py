@@ -79,7 +79,7 @@ def _predict(value: object, **kwargs) -> Callable:
     return run
 
 
-def _checkpoint(mutate: Callable[[Path], None]) -> Callable:
+def _checkpoint(mutate: Callable[[Path], None], backend: str = "torch") -> Callable:
     def run(ctx: Context) -> object:
         target = ctx.tmp / "model"
         target.mkdir()
@@ -87,7 +87,7 @@ def _checkpoint(mutate: Callable[[Path], None]) -> Callable:
             if p.is_file():
                 (target / p.name).write_bytes(p.read_bytes())
         mutate(target)
-        TopicClassifier.from_pretrained(target)
+        TopicClassifier.from_pretrained(target, backend=backend)
         return "loaded"
 
     return run
@@ -489,17 +489,7 @@ def _same_as_clean(variant: str) -> Callable:
 
 
 def _onnx_file(content: bytes) -> Callable:
-    def run(ctx: Context) -> object:
-        target = ctx.tmp / "model"
-        target.mkdir()
-        for p in ctx.model_dir.iterdir():
-            if p.is_file():
-                (target / p.name).write_bytes(p.read_bytes())
-        (target / "model.onnx").write_bytes(content)
-        TopicClassifier.from_pretrained(target, backend="onnx")
-        return "loaded"
-
-    return run
+    return _checkpoint(lambda d: (d / "model.onnx").write_bytes(content), backend="onnx")
 
 
 def _added_token(token_id: str) -> Callable[[Path], None]:
