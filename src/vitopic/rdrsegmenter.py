@@ -64,8 +64,8 @@ class RdrSegmenterProcess:
     def __call__(self, texts: list[str]) -> list[str]:
         with self._lock:
             if self._proc is None or self._pid != os.getpid():
-                self._start()
-            return self._exchange(list(texts))
+                self._start()  # answers an empty list once the child is ready
+            return self._exchange(list(texts)) if texts else []
 
 
 def main() -> None:
