@@ -138,6 +138,17 @@ def ensure_onnx(directory: Path) -> None:
         print(f"exported ONNX for {directory} in {time.perf_counter() - start:.0f} s", flush=True)
 
 
+def ensure_ct2(directory: Path) -> None:
+    """Export the CTranslate2 int8 model (ct2-int8/) into the checkpoint unless it exists."""
+    from vitopic.checkpoint import CT2_DIR
+    from vitopic.export import export_ct2
+
+    if not (directory / CT2_DIR).is_dir():
+        start = time.perf_counter()
+        export_ct2(directory)
+        print(f"exported CTranslate2 for {directory} in {time.perf_counter() - start:.0f} s", flush=True)
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident set size so far, in MiB.
 

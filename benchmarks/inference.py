@@ -36,6 +36,7 @@ from common import (
     TINY,
     base_checkpoint,
     emit_result,
+    ensure_ct2,
     ensure_onnx,
     ensure_tiny,
     load_texts,
@@ -52,8 +53,8 @@ from common import (
 
 from vitopic.quiet import quiet
 
-PATHS = ("pipeline", "torch", "torch-bf16", "onnx", "onnx-int8")
-DEVICE_PATHS = ("pipeline", "torch", "torch-bf16")  # ONNX Runtime runs on the CPU here
+PATHS = ("pipeline", "torch", "torch-bf16", "onnx", "onnx-int8", "ct2-int8")
+DEVICE_PATHS = ("pipeline", "torch", "torch-bf16")  # ONNX Runtime and CTranslate2 run on the CPU here
 BATCH = 32
 
 
@@ -206,6 +207,7 @@ def main() -> None:
     if args.path:
         return child(args.path, args.n, args.device)
 
+    import ctranslate2
     import onnxruntime
 
     cores = set_threads()
@@ -214,7 +216,7 @@ def main() -> None:
     texts, source = load_texts(FALLBACK)  # what a fresh clone has: timings anyone can reproduce
     inputs = repeat_to(texts, args.n)
     agreement_texts, agreement_source = load_texts()
-    print(machine_info() + f", onnxruntime {onnxruntime.__version__}")
+    print(machine_info() + f", onnxruntime {onnxruntime.__version__}, ctranslate2 {ctranslate2.__version__}")
     print(
         f"inputs: {source}, cycled to {args.n} sentences per path per round; {args.rounds} "
         f"rounds; torch threads {cores}; device {args.device}; batch {BATCH}; label agreement on "
@@ -225,6 +227,7 @@ def main() -> None:
     if cpu:
         for directory in (base, TINY):
             ensure_onnx(directory)
+            ensure_ct2(directory)
     memory = {
         path: run_child(__file__, ["--path", path, "--n", str(args.n), "--device", args.device])
         for path in paths

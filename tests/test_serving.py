@@ -122,6 +122,7 @@ def test_served_predictions_equal_predict(server, classifier):
     assert meta["labels"] == classifier.labels
     assert meta["thresholds"] == dict(zip(classifier.labels, classifier.metadata.thresholds, strict=True))
     assert meta["segmenter"] == classifier.segmenter and meta["limits"]["max_texts"] == 50
+    assert meta["backend"] == "torch"  # the default, auto, with no export in the model directory
 
 
 BAD = [  # (what is sent, status, part of the one-line reason)

@@ -9,6 +9,7 @@ is built from them: a tampered or broken checkpoint is a one-line CheckpointErro
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -44,6 +45,8 @@ SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 SHARDS = "model*.safetensors"  # the only files a sharded checkpoint's index may name
 ONNX_FILE = "model.onnx"  # written by `vitopic export`
 INT8_FILE = "model.int8.onnx"
+CT2_DIR = "ct2-int8"  # written by `vitopic export --ct2`: a CTranslate2 int8 encoder
+EXPORT_SOURCE = "vitopic-source.json"  # in CT2_DIR: the fingerprint of what it was converted from
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 # What a checkpoint consists of; everything else in a run directory (trainer checkpoints,
 # reports, plots) stays out of downloads and uploads.
@@ -203,11 +206,28 @@ def load_model(directory: str | Path) -> PreTrainedModel:
         directory, use_safetensors=True, trust_remote_code=False
     )
     for name, param in model.named_parameters():
-        if not torch.isfinite(param).all():
-            raise CheckpointError(
-                f"{_weight_files(Path(directory))[0]}: tensor {name} holds NaN or infinite values"
-            )
+        _check_finite(Path(directory), name, param)
     return model
+
+
+def load_tensors(directory: str | Path, prefix: str) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors whose names start with `prefix` (e.g. "classifier."), keyed by the
+    rest of the name; read from the safetensors weights only, refused if not finite."""
+    directory = Path(directory)
+    tensors = {}
+    for path in _weight_files(directory)[1]:
+        with safe_open(path, "pt") as f:
+            for name in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                if name.startswith(prefix):
+                    tensors[name.removeprefix(prefix)] = _check_finite(directory, name, f.get_tensor(name))
+    return tensors
+
+
+def _check_finite(directory: Path, name: str, tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor`, or a CheckpointError if it holds NaN or infinite values (every score would be NaN)."""
+    if not torch.isfinite(tensor).all():
+        raise CheckpointError(f"{_weight_files(directory)[0]}: tensor {name} holds NaN or infinite values")
+    return tensor
 
 
 def _read_json(path: Path, required: bool = True) -> dict:
@@ -226,22 +246,40 @@ def _read_json(path: Path, required: bool = True) -> dict:
 
 
 def _check_inside(directory: Path) -> None:
-    """Refuse checkpoint files that are links leading out of the directory.
+    """Refuse checkpoint files that are links leading out of the directory."""
+    for path in directory.iterdir():
+        if any(fnmatch(path.name, pat) for pat in CHECKPOINT_PATTERNS):
+            check_inside(path, directory)
+
+
+def check_inside(path: Path, directory: Path) -> None:
+    """CheckpointError if `path` is a link leading out of the checkpoint `directory`.
 
     huggingface_hub's cache keeps a snapshot's files as links into its repo folder
     (`models--org--name/snapshots/<commit>/config.json -> ../../blobs/<hash>`): those stay inside.
     """
+    if not path.is_symlink():
+        return
     root = directory.resolve()
     if root.parent.name == "snapshots" and root.parent.parent.name.startswith("models--"):
         root = root.parent.parent
-    for path in directory.iterdir():
-        if path.is_symlink() and any(fnmatch(path.name, pat) for pat in CHECKPOINT_PATTERNS):
-            try:
-                target = path.resolve()
-            except (OSError, RuntimeError) as err:  # a loop of links
-                raise CheckpointError(f"{path}: a broken link ({err})") from err
-            if not target.is_relative_to(root):
-                raise CheckpointError(f"{path}: a link to {target}, outside the checkpoint; refused")
+    try:
+        target = path.resolve()
+    except (OSError, RuntimeError) as err:  # a loop of links
+        raise CheckpointError(f"{path}: a broken link ({err})") from err
+    if not target.is_relative_to(root):
+        raise CheckpointError(f"{path}: a link to {target}, outside the checkpoint; refused")
+
+
+def weights_fingerprint(directory: Path) -> str:
+    """SHA-256 of what defines the encoder: config.json and the safetensors weights, in order.
+    An export records it, so that one written for other weights is refused."""
+    digest = hashlib.sha256()
+    for path in [directory / CONFIG_FILE, *_weight_files(directory)[1]]:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def _check_config(directory: Path) -> PreTrainedModel:

@@ -240,9 +240,9 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from vitopic.export import export_onnx
+    from vitopic.export import export_ct2, export_onnx
 
-    for path in export_onnx(args.model, int8=args.int8):
+    for path in export_ct2(args.model) if args.ct2 else export_onnx(args.model, int8=args.int8):
         print(f"wrote {path}")
     return 0
 
@@ -301,9 +301,11 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--revision", help="Hub branch, tag or commit")
     p.add_argument(
         "--backend",
-        default="torch",
+        default="auto",
         choices=BACKENDS,
-        help="torch (default, fp32), torch-bf16, or onnx / onnx-int8 on the CPU (after vitopic export)",
+        help="auto (default: on the CPU the fastest export in the model directory, ct2-int8, "
+        "onnx-int8, onnx, else torch; on a GPU torch), torch (fp32), torch-bf16, or onnx / "
+        "onnx-int8 / ct2-int8 on the CPU (after vitopic export)",
     )
     p.add_argument("--device", help="cpu (default), cuda, cuda:1, mps (torch backends)")
     p.add_argument("--threshold", type=_probability, help="one threshold for every label (multi_label)")
@@ -503,9 +505,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_push)
 
-    p = sub.add_parser("export", help="write model.onnx (ONNX Runtime) next to the checkpoint")
+    p = sub.add_parser(
+        "export", help="write model.onnx (ONNX Runtime), or ct2-int8/ (CTranslate2), into the checkpoint"
+    )
     p.add_argument("--model", required=True, help="the checkpoint directory (the files go into it)")
-    p.add_argument("--int8", action="store_true", help="also write a dynamic-int8 model")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--int8", action="store_true", help="also write a dynamic-int8 model.int8.onnx")
+    kind.add_argument(
+        "--ct2",
+        action="store_true",
+        help="write ct2-int8/, a CTranslate2 int8 model, instead of ONNX (pip install 'vitopic[ct2]')",
+    )
     p.set_defaults(func=cmd_export)
     return parser
 

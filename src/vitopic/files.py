@@ -5,13 +5,15 @@ The new content goes to a temporary file created exclusively (a unique name, `O_
 another writer's file, never a link planted at the name) beside the target, is flushed to disk
 and renamed over it. A failed write (a full disk, a kill) leaves the old file as it was. A target
 that is not a regular file (a device such as /dev/null, a FIFO) is written to as it is, streamed:
-never replaced by a file.
+never replaced by a file. A directory of files (an export) is filled beside its target and
+renamed into place the same way (`replacing_directory`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -35,6 +37,15 @@ def _special(path: Path) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
+def _fsync(path: Path) -> None:
+    """Flush a written file's content to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
     """A name to write `path`'s new content under (for writers that take a name); it becomes
@@ -49,14 +60,34 @@ def replacing(path: str | Path) -> Iterator[Path]:
         os.fchmod(fd, _MODE)
         os.close(fd)
         yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def replacing_directory(path: str | Path) -> Iterator[Path]:
+    """An empty directory beside `path` to fill; it becomes `path` when the block ends without
+    error. A directory cannot be renamed over another, so an old `path` is first moved aside:
+    `path` is never seen half-written, only briefly absent."""
+    path = Path(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    old = tmp.with_suffix(".old")
+    try:
+        yield tmp
+        for written in tmp.rglob("*"):
+            if written.is_file():
+                _fsync(written)
+        if path.exists() or path.is_symlink():
+            os.replace(path, old)
+        os.replace(tmp, path)
+    finally:
+        for leftover in (tmp, old):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -2,7 +2,8 @@
 
 from typing import Literal, get_args
 
-Backend = Literal["torch", "torch-bf16", "onnx", "onnx-int8"]
+# "auto": the fastest export in the model directory on the CPU (vitopic.predict.resolve_backend).
+Backend = Literal["auto", "torch", "torch-bf16", "onnx", "onnx-int8", "ct2-int8"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
 Split = Literal["sentence", "none"]  # score each sentence and aggregate, or each input whole
 SPLITS: tuple[str, ...] = get_args(Split)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import logging
 import numbers
 import os
 import warnings
@@ -13,28 +16,55 @@ from typing import Protocol, overload
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, RobertaConfig
+from transformers.models.roberta.modeling_roberta import RobertaClassificationHead
 
 from vitopic.checkpoint import (
+    CT2_DIR,
+    EXPORT_SOURCE,
     INT8_FILE,
     ONNX_FILE,
     CheckpointError,
     Metadata,
+    check_inside,
     load_model,
+    load_tensors,
     open_checkpoint,
+    weights_fingerprint,
 )
-from vitopic.errors import VitopicError, shown
+from vitopic.errors import VitopicError, import_extra, one_line, shown
 from vitopic.heads import Head
 from vitopic.hub import resolve
 from vitopic.options import BACKENDS, SPLITS, Backend, Split
 from vitopic.quiet import no_progress_bars
 from vitopic.text import check_unicode, prepare, split_sentences
 
+logger = logging.getLogger("vitopic.predict")
+
+
+@dataclass(frozen=True)
+class Export:
+    """A file or directory `vitopic export` writes into a checkpoint, and the engine that runs it."""
+
+    name: str
+    flag: str  # the `vitopic export` option that writes it ("" for the default)
+    module: str
+
+
+# The order in which backend="auto" looks for them on the CPU: fastest first, as measured on this
+# project's CPU (benchmarks/inference.py compares them).
+EXPORTS: dict[str, Export] = {
+    "ct2-int8": Export(CT2_DIR, "--ct2", "ctranslate2"),
+    "onnx-int8": Export(INT8_FILE, "--int8", "onnxruntime"),
+    "onnx": Export(ONNX_FILE, "", "onnxruntime"),
+}
+
 
 class Runner(Protocol):
     """What scores token ids: logits from padded ids and their attention mask, on `device`."""
 
     device: torch.device
+    backend: str
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray: ...
 
@@ -103,19 +133,20 @@ class TopicClassifier:
         revision: str | None = None,
         device: str | torch.device | None = None,
         segmenter: str | None = None,
-        backend: Backend = "torch",
+        backend: Backend = "auto",
     ) -> TopicClassifier:
         """Load a local checkpoint dir or a Hub id (`org/name`). Safetensors only; no remote code.
 
-        `backend`: "torch" (fp32), "torch-bf16" (bf16 weights and activations), "onnx" or
-        "onnx-int8" (ONNX Runtime; run `vitopic export [--int8]` first).
+        `backend`: "auto" (default: see `resolve_backend`), "torch" (fp32), "torch-bf16" (bf16
+        weights and activations), "onnx" or "onnx-int8" (ONNX Runtime; run `vitopic export
+        [--int8]` first), "ct2-int8" (CTranslate2; run `vitopic export --ct2` first).
         """
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {list(BACKENDS)}")
         device = resolve_device(device)  # before anything is downloaded or loaded
-        if backend.startswith("onnx") and device.type != "cpu":
+        if backend in EXPORTS and device.type != "cpu":
             raise DeviceError(
-                f"backend {backend!r} runs on the CPU (ONNX Runtime); give device 'cpu' or none, "
+                f"backend {backend!r} runs on the CPU; give device 'cpu' or none, "
                 "or backend 'torch' for a GPU"
             )
         directory = resolve(name_or_path, revision)
@@ -123,18 +154,29 @@ class TopicClassifier:
         tokenizer = AutoTokenizer.from_pretrained(
             directory, model_max_length=metadata.max_length, trust_remote_code=False
         )
-        if backend.startswith("onnx"):
-            runner: Runner = OnnxRunner(directory / (INT8_FILE if backend == "onnx-int8" else ONNX_FILE))
+        resolved = resolve_backend(backend, directory, device)
+        if resolved == "ct2-int8":
+            runner: Runner = Ct2Runner(directory)
+        elif resolved in EXPORTS:
+            runner = OnnxRunner(directory, resolved)
         else:
             with no_progress_bars():  # transformers' "Loading weights" bar, on every load
                 model = load_model(directory)
-            runner = TorchRunner(model, device, backend)
+            runner = TorchRunner(model, device, resolved)
+        logger.info(
+            "%s: backend %s%s on %s", directory, resolved, " (auto)" if backend == "auto" else "", device
+        )
         return cls(runner, tokenizer, metadata, segmenter=segmenter)
 
     @property
     def device(self) -> torch.device:
-        """Where the model runs: a `torch.device` for every backend (the ONNX ones run on the CPU)."""
+        """Where the model runs: a `torch.device` for every backend (the exported ones run on the CPU)."""
         return self._runner.device
+
+    @property
+    def backend(self) -> str:
+        """The backend that runs the model: the one `backend="auto"` chose, or the one asked for."""
+        return self._runner.backend
 
     @property
     def thresholds(self) -> np.ndarray:
@@ -281,7 +323,7 @@ class TorchRunner:
     """Logits from the PyTorch model under `inference_mode`, in fp32 or with bf16 weights."""
 
     def __init__(self, model: torch.nn.Module, device: torch.device, backend: str):
-        self.device = device
+        self.device, self.backend = device, backend
         # bf16 weights rather than autocast, which re-casts every weight on every call.
         dtype = torch.bfloat16 if backend == "torch-bf16" else torch.float32
         self.model = model.to(self.device, dtype=dtype).eval()
@@ -314,32 +356,115 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return resolved
 
 
-class OnnxRunner:
-    """Logits from an ONNX Runtime session over an exported model, on the CPU."""
+def resolve_backend(backend: Backend, directory: Path, device: torch.device) -> str:
+    """`backend`, or for "auto": "torch" on a GPU; on the CPU the first of `EXPORTS` (ct2-int8,
+    onnx-int8, onnx) present in `directory` whose engine is installed, else "torch"."""
+    if backend != "auto":
+        return backend
+    if device.type != "cpu":
+        return "torch"
+    return next(
+        (
+            name
+            for name, export in EXPORTS.items()
+            if (directory / export.name).exists() and importlib.util.find_spec(export.module)
+        ),
+        "torch",
+    )
+
+
+class _ExportRunner:
+    """What the runners over an export share: the CPU, the export's path in the checkpoint
+    `directory`, and its errors: one line naming the file and the command that rebuilds it."""
 
     device = torch.device("cpu")
 
-    def __init__(self, path: Path):
-        export = f"run `vitopic export --model {path.parent}{' --int8' if path.name == INT8_FILE else ''}`"
-        if not path.is_file():
-            raise CheckpointError(f"{path}: not found; {export}")
+    def __init__(self, directory: Path, backend: str):
+        self.backend = backend
+        export = EXPORTS[backend]
+        self.path = directory / export.name
+        self._rebuild = f"run `vitopic export --model {directory}{f' {export.flag}' if export.flag else ''}`"
+        if not self.path.exists():
+            raise self.error("not found")
+
+    def error(self, problem: str, path: Path | None = None) -> CheckpointError:
+        """A CheckpointError: `path` (default: the export), the problem, and how to rebuild it."""
+        return CheckpointError(f"{path or self.path}: {problem}; {self._rebuild}")
+
+
+class OnnxRunner(_ExportRunner):
+    """Logits from an ONNX Runtime session over an exported model, on the CPU."""
+
+    def __init__(self, directory: Path, backend: str):
+        super().__init__(directory, backend)
         import onnxruntime
 
         try:
-            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime's own errors (InvalidProtobuf, Fail, ...) share no base
-            reason = str(err).strip().partition("\n")[0]
-            raise CheckpointError(f"{path}: not a valid ONNX model ({reason}); {export}") from err
+            raise self.error(f"not a valid ONNX model ({_first_line(err)})") from err
         inputs = sorted(i.name for i in self.session.get_inputs())
         outputs = [o.name for o in self.session.get_outputs()]
         if inputs != ["attention_mask", "input_ids"] or "logits" not in outputs:
-            raise CheckpointError(
-                f"{path}: takes {inputs} and gives {outputs}, not vitopic's input_ids and "
-                f"attention_mask to logits; {export}"
+            raise self.error(
+                f"takes {inputs} and gives {outputs}, not vitopic's input_ids and attention_mask to logits"
             )
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return self.session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
+
+
+class Ct2Runner(_ExportRunner):
+    """Logits from the CTranslate2 int8 encoder of `vitopic export --ct2` and the checkpoint's own
+    classification head (transformers' RobertaClassificationHead, fp32), on the CPU.
+
+    CTranslate2 numbers positions from 0 over each sequence's length; its converter dropped
+    RoBERTa's first padding_idx + 1 position rows, so position i is RoBERTa's padding_idx + 1 + i:
+    the torch model's positions for every sequence without a padding id inside it (a literal
+    `<pad>` in a text is the one difference).
+    """
+
+    def __init__(self, directory: Path):
+        super().__init__(directory, "ct2-int8")
+        ctranslate2 = import_extra("ctranslate2", "ct2", "backend 'ct2-int8'")
+        check_inside(self.path, directory)
+        if not self.path.is_dir():
+            raise self.error("not a directory, as CTranslate2 models are")
+        for path in self.path.iterdir():
+            check_inside(path, directory)
+        source = self.path / EXPORT_SOURCE
+        try:
+            recorded = json.loads(source.read_text("utf-8"))["fingerprint"]
+        except (OSError, ValueError, TypeError, KeyError) as err:
+            raise self.error(f"no readable fingerprint of its checkpoint ({one_line(err)})", source) from err
+        if recorded != weights_fingerprint(directory):
+            raise self.error("stale: written for other weights than this checkpoint's", source)
+        try:
+            self.encoder = ctranslate2.Encoder(
+                str(self.path),
+                device="cpu",
+                compute_type="int8",
+                inter_threads=1,
+                intra_threads=torch.get_num_threads(),
+            )
+        except (RuntimeError, ValueError) as err:
+            raise self.error(f"not a valid CTranslate2 model ({_first_line(err)})") from err
+        self._storage = ctranslate2.StorageView.from_array
+        self.head = RobertaClassificationHead(RobertaConfig.from_pretrained(directory)).eval()
+        self.head.load_state_dict(load_tensors(directory, "classifier."))
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        lengths = mask.sum(axis=1, dtype=np.int32)
+        output = self.encoder.forward_batch(
+            self._storage(np.ascontiguousarray(ids, dtype=np.int32)), self._storage(lengths)
+        )
+        with torch.inference_mode():
+            return self.head(torch.as_tensor(np.asarray(output.last_hidden_state))).numpy()
+
+
+def _first_line(err: BaseException) -> str:
+    """An engine's error message, first line only."""
+    return str(err).strip().partition("\n")[0]
 
 
 def _validate_inputs(texts: object) -> list[str]:

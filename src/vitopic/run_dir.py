@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from vitopic.checkpoint import (
+    CT2_DIR,
     INT8_FILE,
     METADATA_FILE,
     METRICS_FILE,
@@ -45,6 +46,7 @@ RUN_ARTEFACTS = (
     *SAFE_WEIGHTS,
     ONNX_FILE,
     INT8_FILE,
+    CT2_DIR,
     METRICS_FILE,
     "report.md",
     "README.md",

@@ -31,7 +31,7 @@ class Labeler:
         text_column: str = "text",
         revision: str | None = None,
         device: str | None = None,
-        backend: Backend = "torch",
+        backend: Backend = "auto",
         batch_size: int = 32,
         split: Split = "sentence",
         threshold: float | None = None,
