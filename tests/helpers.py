@@ -1,9 +1,13 @@
 """What the tests share besides fixtures: paths, the label set, quick configs, checkpoint edits."""
 
+import atexit
 import contextlib
+import functools
 import io
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -60,11 +64,35 @@ def tiny_overrides(out: Path, *extra: str) -> list[str]:
 QUICK = ("training.max_steps=60", "training.eval_steps=30", "training.early_stopping_patience=null")
 
 
+def subset(source: Path, target: Path, n: int) -> None:
+    """`n` rows spread over `source` (so every label is present), written to `target`."""
+    lines = source.read_text("utf-8").splitlines()
+    target.write_text("\n".join(lines[:: max(len(lines) // n, 1)][:n]) + "\n", "utf-8")
+
+
+def small_corpus(root: Path, train: int, dev: int, test: int = 20) -> Path:
+    """A corpus directory of `train`/`dev`/`test` rows spread over the shipped splits, at `root`."""
+    root.mkdir(parents=True)
+    for split, n in (("train", train), ("dev", dev), ("test", test), ("showcase", 8)):
+        subset(DATA / f"{split}.jsonl", root / f"{split}.jsonl", n)
+    return root
+
+
+@functools.cache
+def quick_corpus() -> Path:
+    """The small corpus of the quick runs (400 train, 100 dev and test rows), once per process:
+    what a run does with its data does not need 7,000 sentences; the full corpus is trained on by
+    the session's `trained_dir` and the slow tests of the shipped configs."""
+    tmp = tempfile.mkdtemp(prefix="vitopic-tests-")
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    return small_corpus(Path(tmp) / "corpus", train=400, dev=100, test=100)
+
+
 def quick(out: Path, *extra: str):
-    """The tiny config for a short run (60 steps, evaluated twice) into `out`."""
+    """The tiny config for a short run (60 steps, evaluated twice) on `quick_corpus()` into `out`."""
     from vitopic.config import load_config
 
-    return load_config(TINY, tiny_overrides(out, *QUICK, *extra))
+    return load_config(TINY, tiny_overrides(out, *QUICK, f"data.dir={quick_corpus()}", *extra))
 
 
 def edit_json(path: Path, **changes) -> None:

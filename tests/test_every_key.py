@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import DATA, LABELS, spy_on_pos_weight
+from helpers import DATA, LABELS, small_corpus, spy_on_pos_weight, subset
 from safetensors.torch import load_file
 
 from vitopic.base_model import fetch_base_model
@@ -30,26 +30,11 @@ from vitopic.training import Splits, encode, make_tokenizer, pos_weight_from, tr
 DEFAULTS = {key.name: key.default for key in schema()}
 
 
-def _subset(source: Path, target: Path, n: int) -> None:
-    """`n` rows spread over `source` (so every label is present), written to `target`."""
-    lines = source.read_text("utf-8").splitlines()
-    target.write_text("\n".join(lines[:: max(len(lines) // n, 1)][:n]) + "\n", "utf-8")
-
-
-def _corpus(root: Path, train: int, dev: int) -> Path:
-    root.mkdir()
-    _subset(DATA / "train.jsonl", root / "train.jsonl", train)
-    _subset(DATA / "dev.jsonl", root / "dev.jsonl", dev)
-    _subset(DATA / "test.jsonl", root / "test.jsonl", 20)
-    _subset(DATA / "showcase.jsonl", root / "showcase.jsonl", 8)
-    return root
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    root = _corpus(tmp_path_factory.mktemp("keys") / "corpus", train=120, dev=40)
-    _subset(DATA / "train.jsonl", root / "other-train.jsonl", 60)
-    _subset(DATA / "dev.jsonl", root / "other-dev.jsonl", 25)
+    root = small_corpus(tmp_path_factory.mktemp("keys") / "corpus", train=120, dev=40)
+    subset(DATA / "train.jsonl", root / "other-train.jsonl", 60)
+    subset(DATA / "dev.jsonl", root / "other-dev.jsonl", 25)
     return root
 
 
@@ -230,7 +215,7 @@ def _(ctx):
 
 @check("data.dir")
 def _(ctx):
-    other = _corpus(ctx.tmp / "other", train=50, dev=20)
+    other = small_corpus(ctx.tmp / "other", train=50, dev=20)
     assert len(Splits.load(ctx.load(str(other)).data).train) == 50
 
 

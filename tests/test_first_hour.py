@@ -10,7 +10,7 @@ import time
 from collections import Counter
 
 import pytest
-from helpers import DATA, HANG, ROOT, TINY, VITOPIC, run_cli, tiny_overrides
+from helpers import DATA, HANG, ROOT, TINY, VITOPIC, quick_corpus, run_cli, tiny_overrides
 
 from vitopic import progress
 from vitopic.cli import build_parser, train_config
@@ -143,7 +143,11 @@ def test_sigterm_says_how_to_resume_and_releases_the_lock(tmp_path):
         "--config",
         str(TINY),
         *tiny_overrides(
-            out, "training.max_steps=400", "training.eval_steps=5", "training.early_stopping_patience=null"
+            out,
+            f"data.dir={quick_corpus()}",
+            "training.max_steps=400",
+            "training.eval_steps=5",
+            "training.early_stopping_patience=null",
         ),
     ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

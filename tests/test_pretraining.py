@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 import torch
-from helpers import DATA, QUICK, ROOT, VITOPIC, run_cli
+from helpers import DATA, QUICK, ROOT, VITOPIC, quick_corpus, run_cli
 from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
@@ -133,7 +133,7 @@ def test_the_shipped_encoder_fine_tunes_through_name_or_path(pretrained, tmp_pat
         "--config",
         ROOT / "configs" / "mini-phobert.yaml",
         f"model.name_or_path={pretrained[0]}",
-        f"data.dir={DATA}",
+        f"data.dir={quick_corpus()}",
         f"output.dir={out}",
         "text.segmenter=pyvi",
         *QUICK,
@@ -231,10 +231,11 @@ def test_the_shipped_encoder_is_a_small_phobert_base_model():
 
 @pytest.mark.slow
 def test_the_quick_start_config_fine_tunes_the_shipped_encoder(tmp_path, monkeypatch):
-    """configs/mini-phobert.yaml as the README's quick start runs it (fewer steps), then predict."""
+    """configs/mini-phobert.yaml as the README's quick start runs it (10 steps), then predict."""
     monkeypatch.chdir(ROOT)  # the config's relative paths, as in the quick start
     out = tmp_path / "run"
-    ran = run_cli("train", "--config", ROOT / "configs" / "mini-phobert.yaml", f"output.dir={out}", *QUICK)
+    steps = ("training.max_steps=10", "training.eval_steps=10", "training.early_stopping_patience=null")
+    ran = run_cli("train", "--config", ROOT / "configs" / "mini-phobert.yaml", f"output.dir={out}", *steps)
     assert ran.code == 0, ran.err
     assert json.loads((out / "vitopic.json").read_text())["base_model"] == "models/mini-phobert"
     predicted = run_cli("predict", "--model", out, "--input", DATA / "showcase.jsonl", "--quiet")

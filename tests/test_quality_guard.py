@@ -4,7 +4,7 @@ import dataclasses
 import json
 
 import pytest
-from helpers import TINY, run_cli, tiny_overrides
+from helpers import TINY, quick_corpus, run_cli, tiny_overrides
 
 from vitopic.evaluation import quality_warnings
 from vitopic.metrics import Metrics
@@ -31,7 +31,10 @@ def test_quality_warnings_cover_both_failure_modes():
 def test_an_undertrained_model_is_flagged_and_not_pushed(tmp_path):
     out = tmp_path / "undertrained"
     run = run_cli(
-        "train", "--config", TINY, *tiny_overrides(out, "training.max_steps=3", "training.eval_steps=3")
+        "train",
+        "--config",
+        TINY,
+        *tiny_overrides(out, f"data.dir={quick_corpus()}", "training.max_steps=3", "training.eval_steps=3"),
     )
     assert run.code == 0, run.err[-2000:]
     assert run.out.strip().splitlines()[-1].startswith("WARNING: this model is not worth using")
@@ -62,7 +65,8 @@ def test_a_model_that_beats_the_baseline_is_not_flagged(tmp_path, monkeypatch, c
 
     monkeypatch.setattr(workflows, "run_baseline", weak_baseline)
     out = tmp_path / "good"
-    workflows.train_and_report(load_config(TINY, tiny_overrides(out)))
+    steps = ("training.max_steps=300", "training.eval_steps=150")
+    workflows.train_and_report(load_config(TINY, tiny_overrides(out, f"data.dir={quick_corpus()}", *steps)))
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"model saved to {out}"
     assert json.loads((out / "metrics.json").read_text())["quality_warnings"] == []
     for name in ("report.md", "README.md"):

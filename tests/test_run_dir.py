@@ -16,10 +16,10 @@ from vitopic.training import train
 SHORT = ("training.max_steps=40", "training.eval_steps=20")
 
 
-@pytest.fixture
-def finished(tmp_path):
-    """A finished quick run, and what its model predicts."""
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished quick run, and what its model predicts (the test that overwrites it runs last)."""
+    out = tmp_path_factory.mktemp("finished") / "run"
     train(quick(out, *SHORT))
     return out, TopicClassifier.from_pretrained(out).predict("Israel không kích Rafah.").scores
 

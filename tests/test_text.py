@@ -84,6 +84,26 @@ def test_missing_java_gives_a_clear_error_at_creation(monkeypatch):
         text.get_segmenter.cache_clear()
 
 
+def test_a_sentence_is_segmented_once_per_segmenter(monkeypatch):
+    seen = []
+
+    def segment(texts):
+        seen.extend(texts)
+        return [t.replace("Hà Nội", "Hà_Nội") for t in texts]
+
+    monkeypatch.setitem(text._BACKENDS, "pyvi", lambda: lambda texts: segment(texts))
+    text.get_segmenter.cache_clear()
+    try:
+        assert prepare(["Hà Nội mưa.", "Trời nắng"], "pyvi") == ["Hà_Nội mưa .", "Trời nắng"]
+        assert prepare(["Trời nắng", "Hà Nội mưa.", "Gió"], "pyvi") == ["Trời nắng", "Hà_Nội mưa .", "Gió"]
+        assert seen == ["Hà Nội mưa .", "Trời nắng", "Gió"]
+        text.get_segmenter.cache_clear()  # a new segmenter remembers nothing of the old one
+        prepare(["Trời nắng"], "pyvi")
+        assert seen[-1] == "Trời nắng" and len(seen) == 4
+    finally:
+        text.get_segmenter.cache_clear()
+
+
 needs_java = pytest.mark.skipif(not text.java_available(), reason="needs Java")
 
 

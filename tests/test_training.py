@@ -4,12 +4,25 @@ import json
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from accelerate import PartialState
-from helpers import DATA, HANG, LABELS, ROOT, TINY, VITOPIC, quick, run_cli, spy_on_pos_weight, tiny_overrides
+from helpers import (
+    DATA,
+    HANG,
+    LABELS,
+    ROOT,
+    TINY,
+    VITOPIC,
+    quick,
+    quick_corpus,
+    run_cli,
+    spy_on_pos_weight,
+    tiny_overrides,
+)
 from transformers import Trainer, TrainingArguments
 
 from vitopic import TopicClassifier
@@ -48,7 +61,7 @@ def test_pos_weight_is_negatives_over_positives_and_reaches_the_loss(tmp_path, m
     seen = spy_on_pos_weight(monkeypatch)
     cfg = quick(tmp_path / "p", "training.pos_weight=true", "training.max_steps=20")
     result = train(cfg)
-    expected = pos_weight_from(multi_hot(read_jsonl(DATA / "train.jsonl", LABELS), LABELS))
+    expected = pos_weight_from(multi_hot(read_jsonl(Path(cfg.data.dir) / "train.jsonl", LABELS), LABELS))
     assert len(seen) >= 20 and all(w is not None and torch.equal(w, expected) for w in seen)
     assert (result.output_dir / "vitopic.json").is_file()
     seen.clear()
@@ -95,7 +108,8 @@ def test_kill_then_resume_finishes_the_planned_steps(tmp_path):
         str(TINY),
         *tiny_overrides(
             out,
-            "training.max_steps=400",
+            f"data.dir={quick_corpus()}",
+            "training.max_steps=100",
             "training.eval_steps=25",
             "training.early_stopping_patience=null",
             "training.save_total_limit=3",
@@ -117,9 +131,9 @@ def test_kill_then_resume_finishes_the_planned_steps(tmp_path):
 
     resumed = subprocess.run([*cmd, "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=HANG)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming from" in resumed.stdout and "checkpoint-400" not in resumed.stdout
-    state = json.loads((out / "checkpoints" / "checkpoint-400" / "trainer_state.json").read_text())
-    assert state["global_step"] == 400
+    assert "resuming from" in resumed.stdout and "checkpoint-100" not in resumed.stdout
+    state = json.loads((out / "checkpoints" / "checkpoint-100" / "trainer_state.json").read_text())
+    assert state["global_step"] == 100
     assert TopicClassifier.from_pretrained(out).predict("NATO họp ở Brussels.").scores
 
 

@@ -192,7 +192,14 @@ def clean(text: str) -> str:
 def normalize(text: str) -> str:
     """`clean`, then old-style tone marks, tidy spaces, punctuation split off, overlong words cut."""
     text = _TONE_RE.sub(lambda m: _TONES[m.group(1)], clean(text))
-    return " ".join(cut for token in text.split() for piece in _split_punct(token) for cut in _cut(piece))
+    return " ".join(piece for token in text.split() for piece in _pieces(token))
+
+
+def _pieces(token: str) -> list[str]:
+    """A token with its edge punctuation split off and overlong words cut (most tokens: itself)."""
+    if len(token) <= _MAX_WORD_CHARS and token[0] not in _PUNCT and token[-1] not in _PUNCT:
+        return [token]
+    return [cut for piece in _split_punct(token) for cut in _cut(piece)]
 
 
 def is_segmented(text: str) -> bool:
@@ -272,11 +279,17 @@ def prepare(texts: Sequence[str], segmenter: str) -> list[str]:
     out = [normalize(t) for t in texts]
     if segmenter == "none":
         return out
+    segment = get_segmenter(segmenter)
+    done = _segmented.setdefault(segment, {})
     todo = [i for i, t in enumerate(out) if t and not is_segmented(t)]
+    fresh = {i: out[i] for i in todo if out[i] not in done}  # to segment, by their text now
+    for i in todo:
+        out[i] = done.get(out[i], out[i])
+    todo = list(fresh)
     for _ in range(_MAX_ROUNDS):
         if not todo:
             break
-        segmented = _segment_in_chunks(get_segmenter(segmenter), [out[i] for i in todo])
+        segmented = _segment_in_chunks(segment, [out[i] for i in todo])
         changed = []
         for i, seg in zip(todo, segmented, strict=True):
             # A backend may join a word to punctuation ("A_«"); once the punctuation is split off,
@@ -286,7 +299,19 @@ def prepare(texts: Sequence[str], segmenter: str) -> list[str]:
                 changed.append(i)
             out[i] = new
         todo = changed
+    if len(done) + len(fresh) > _MEMO_TEXTS:
+        done.clear()
+    done.update((text, out[i]) for i, text in fresh.items() if len(text) <= _MEMO_CHARS)
     return out
+
+
+# Segmenting is the slow step (RDRSegmenter runs in a JVM): each segmenter's results are kept for
+# the process's life, so a sentence prepared once (training, then the baseline, the next seed, the
+# same article again) is segmented once. Bounded (sentence-sized texts, forgotten all at once
+# when full): tens of MB at most.
+_MEMO_TEXTS = 50_000
+_MEMO_CHARS = 1_000
+_segmented: dict[Segmenter, dict[str, str]] = {}
 
 
 _CHUNK_WORDS = 400  # segmenters are run on at most this many tokens at a time (linear time)
