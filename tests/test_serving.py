@@ -14,9 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from helpers import DATA, HANG, VITOPIC
+from helpers import DATA, HANG, VITOPIC, run_cli
 from prometheus_client.parser import text_string_to_metric_families
 
 from vitopic.serving import Limits, MicroBatcher, ModelError, allowed_hosts, create_app
@@ -93,7 +94,7 @@ def server(trained_dir, server_log):
             stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + HANG
     while True:
         assert proc.poll() is None, server_log.read_text("utf-8")
         try:
@@ -229,6 +230,35 @@ def test_concurrent_clients_lose_nothing_and_get_their_own_answers(server, class
     assert after[key] - before[key] == sum(map(len, requests))
     batches = ("vitopic_batch_size_count", ())
     assert after[batches] - before[batches] < 240  # concurrent requests shared model calls
+
+
+def test_cli_http_ray_and_predict_give_the_same_numbers(server, trained_dir, classifier, tmp_path):
+    """One path from a prediction to an output row (`Prediction.to_row`): the same input gives
+    exactly the same labels and scores whichever way it is asked (batched alike: how pieces share
+    a padded batch moves a score by a float32 rounding step)."""
+    from vitopic.integrations.ray import Labeler
+
+    texts = [*sample_texts(6, seed=3), ARTICLE, ""]
+    batch = Limits().max_batch  # the server's batch size
+    expected = [p.to_row() for p in classifier.predict(texts, batch_size=batch)]
+    served = httpx.post(f"{server}/predict", json={"texts": texts}, timeout=HANG).json()["predictions"]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), "utf-8")
+    ran = run_cli("predict", "--model", trained_dir, "--input", source, "--batch-size", batch, "--quiet")
+    assert ran.code == 0, ran.err
+    written = [json.loads(line) for line in ran.out.splitlines()]
+    columns = Labeler(str(trained_dir), batch_size=batch)({"text": np.array(texts, dtype=object)})
+    from_ray = [
+        {
+            "labels": list(columns["labels"][i].as_py()),
+            "scores": {lab: float(columns[f"score_{lab}"][i]) for lab in classifier.labels},
+            "empty": bool(columns["empty"][i]),
+        }
+        for i in range(len(texts))
+    ]
+    assert served == expected
+    assert [{k: row[k] for k in expected[0]} for row in written] == expected
+    assert from_ray == expected
 
 
 def test_the_batcher_merges_waiting_requests_up_to_max_batch():

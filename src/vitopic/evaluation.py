@@ -43,7 +43,7 @@ def evaluate_examples(
             "text": ex.text,
             "labels": list(ex.labels),
             "predicted": p.labels,
-            "scores": {k: round(v, 4) for k, v in p.scores.items()},
+            "scores": p.scores,
         }
         for ex, p in zip(examples, predictions, strict=True)
     ]

@@ -106,6 +106,15 @@ class Prediction(_Plain):
     pieces: list[Piece] = field(default_factory=list)
     empty: bool = False
 
+    def to_row(self, pieces: bool = False) -> dict:
+        """The fields every output adds for this prediction (`vitopic predict`'s files, the HTTP
+        answer, Ray's columns): labels, scores and empty, with `pieces` the per-piece detail too;
+        the numbers as they are here, unrounded, so that every output agrees with `predict`."""
+        row = {"labels": list(self.labels), "scores": dict(self.scores), "empty": self.empty}
+        if pieces:
+            row["pieces"] = [p.to_dict() for p in self.pieces]
+        return row
+
 
 class TopicClassifier:
     """A trained vitopic checkpoint, ready to label raw or word-segmented Vietnamese."""

@@ -34,7 +34,7 @@ FORMATS = ("jsonl", "csv", "table")
 INPUT_FORMATS = ("text", "jsonl", "csv")
 _INPUT_SUFFIXES = {".txt": "text", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 _SUFFIX_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
-PREDICTED = ("labels", "scores", "empty", "pieces")  # the fields predict adds to each row
+PREDICTED = ("labels", "scores", "empty", "pieces")  # the fields of `Prediction.to_row`
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection
 
 
@@ -139,19 +139,8 @@ def input_columns(record: dict, taken: Iterable[str] = PREDICTED) -> dict:
 
 
 def prediction_row(record: dict, prediction: Prediction, pieces: bool = False) -> dict:
-    """The record (see `input_columns`) with the prediction added, scores to 4 decimals."""
-    row = input_columns(record)
-    row["labels"] = prediction.labels
-    row["scores"] = _rounded(prediction.scores)
-    row["empty"] = prediction.empty
-    if pieces:
-        row["pieces"] = [{**p.to_dict(), "scores": _rounded(p.scores)} for p in prediction.pieces]
-    return row
-
-
-def _rounded(scores: dict[str, float]) -> dict[str, float]:
-    """Scores to 4 decimals, as the files show them."""
-    return {label: round(score, 4) for label, score in scores.items()}
+    """The record (see `input_columns`) with the prediction's fields (`Prediction.to_row`) added."""
+    return {**input_columns(record), **prediction.to_row(pieces)}
 
 
 def count_records(path: Path, fmt: str | None = None) -> int:

@@ -533,7 +533,7 @@ def create_app(
         ids = [item.id for item in body.items] if body.items is not None else None
         rows = []
         for i, p in enumerate(predictions):
-            row: dict[str, Any] = {"labels": p.labels, "scores": p.scores, "empty": p.empty}
+            row = p.to_row()
             if ids is not None and ids[i] is not None:
                 row["id"] = ids[i]
             rows.append(row)

@@ -67,10 +67,11 @@ class Labeler:
             name: _as_arrow_lists(column)
             for name, column in input_columns(batch, {*PREDICTED, *score_columns.values()}).items()
         }
-        out["labels"] = pa.array([p.labels for p in predictions], type=pa.list_(pa.string()))
-        out["empty"] = np.array([p.empty for p in predictions], dtype=bool)
+        rows = [p.to_row() for p in predictions]
+        out["labels"] = pa.array([row["labels"] for row in rows], type=pa.list_(pa.string()))
+        out["empty"] = np.array([row["empty"] for row in rows], dtype=bool)
         for label, column in score_columns.items():
-            out[column] = np.array([p.scores[label] for p in predictions])
+            out[column] = np.array([row["scores"][label] for row in rows], dtype=np.float64)
         return out
 
 
