@@ -32,11 +32,19 @@ from vitopic.config import MIN_MAX_LENGTH, PHOBERT_MAX_LENGTH
 from vitopic.errors import VitopicError
 from vitopic.files import write_text
 from vitopic.heads import Head, head_for
+from vitopic.labels import label_names_problem
 from vitopic.options import SEGMENTERS, Mode
 
 METADATA_FILE = "vitopic.json"
 METRICS_FILE = "metrics.json"
 QUALITY_WARNINGS = "quality_warnings"  # metrics.json key: why training flagged the model
+
+
+def not_worth_using(warnings: list[str]) -> str:
+    """How every output says that training flagged a model (`QUALITY_WARNINGS`), and why."""
+    return f"this model is not worth using: {'; '.join(map(str, warnings))}"
+
+
 CONFIG_FILE = "config.json"
 TOKENIZER_FILES = ("vocab.txt", "bpe.codes")
 TOKENIZER_CONFIG = "tokenizer_config.json"
@@ -129,13 +137,8 @@ class Metadata:
                 raise CheckpointError(f"{path}: {message}")
 
         labels = self.labels
-        require(
-            isinstance(labels, list)
-            and len(labels) > 0
-            and all(isinstance(lab, str) and lab.strip() for lab in labels),
-            f"labels must be a non-empty list of non-empty strings, got {labels!r}",
-        )
-        require(len(set(labels)) == len(labels), f"labels must be unique, got {labels}")
+        problem = label_names_problem(labels)
+        require(problem is None, f"labels {problem}")
         try:
             head = self.head
         except ValueError as err:  # not a mode

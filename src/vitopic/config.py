@@ -18,7 +18,7 @@ import yaml
 
 from vitopic.errors import VitopicError, clip, shown
 from vitopic.heads import Head, head_for
-from vitopic.labels import DEFAULT_LABELS
+from vitopic.labels import DEFAULT_LABELS, label_names_problem
 from vitopic.options import Mode, SegmenterName
 
 PHOBERT_MAX_LENGTH = 256
@@ -220,12 +220,8 @@ class DataConfig:
 
     def problems(self) -> Problems:
         found = []
-        if not self.labels:
-            found.append(("labels", "must name at least one label"))
-        if len(set(self.labels)) != len(self.labels):
-            found.append(("labels", "labels must be unique"))
-        if not all(lab.strip() and lab == lab.strip() for lab in self.labels):
-            found.append(("labels", "labels must be non-empty names without surrounding spaces"))
+        if problem := label_names_problem(self.labels):
+            found.append(("labels", problem))
         if self.name is not None and not self.name.strip():
             found.append(("name", "must not be empty (null: the data directory's name)"))
         for lab, text in self.label_descriptions.items():

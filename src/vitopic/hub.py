@@ -27,6 +27,7 @@ from vitopic.checkpoint import (
     METRICS_FILE,
     QUALITY_WARNINGS,
     CheckpointError,
+    not_worth_using,
     open_checkpoint,
 )
 from vitopic.errors import VitopicError
@@ -146,8 +147,7 @@ def _check_quality(directory: Path) -> None:
     flagged = metrics.get(QUALITY_WARNINGS) if isinstance(metrics, dict) else None
     if flagged:
         raise CheckpointError(
-            f"{directory}: training flagged this model as not worth using "
-            f"({'; '.join(map(str, flagged))}); pass --force to upload it anyway"
+            f"{directory}: training flagged it: {not_worth_using(flagged)}; pass --force to upload it anyway"
         )
 
 

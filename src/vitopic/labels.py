@@ -19,6 +19,19 @@ class Label:
         return self.keywords is not None and self.keywords.search(text) is not None
 
 
+def label_names_problem(labels: object) -> str | None:
+    """What is wrong with a list of label names (a config's `data.labels`, a checkpoint's
+    `vitopic.json`), or None: at least one, each a non-empty name without surrounding spaces, no
+    two alike."""
+    if not isinstance(labels, list) or not labels:
+        return f"must name at least one label, got {labels!r}"
+    if not all(isinstance(lab, str) and lab.strip() and lab == lab.strip() for lab in labels):
+        return f"must be non-empty names without surrounding spaces, got {labels!r}"
+    if len(set(labels)) != len(labels):
+        return f"must be unique, got {labels}"
+    return None
+
+
 def _rule(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE)
 

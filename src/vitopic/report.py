@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from vitopic.baseline import baseline_label, format_baselines, shown_baselines
-from vitopic.checkpoint import METRICS_FILE, QUALITY_WARNINGS, CheckpointError, Metadata
+from vitopic.checkpoint import METRICS_FILE, QUALITY_WARNINGS, CheckpointError, Metadata, not_worth_using
 from vitopic.config import ModelConfig, TrainingConfig, load_config
 from vitopic.files import read_json, write_json, write_text
 from vitopic.metrics import Metrics
@@ -131,7 +131,7 @@ def training_facts(
 
 
 def _alarm(warnings: Sequence[str]) -> str:
-    return f"**Warning: this model is not worth using: {'; '.join(warnings)}.**" if warnings else ""
+    return f"**Warning: {not_worth_using(list(warnings))}.**" if warnings else ""
 
 
 def _write_card(

@@ -7,7 +7,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from vitopic.baseline import KEYWORD_SUFFIX, TfidfBaseline, keyword_metrics
-from vitopic.checkpoint import METADATA_FILE, CheckpointError
+from vitopic.checkpoint import METADATA_FILE, CheckpointError, not_worth_using
 from vitopic.config import Config
 from vitopic.data import Example, check_labels, read_examples
 from vitopic.evaluation import evaluate_examples, evaluation_plot, quality_warnings, write_evaluation
@@ -81,7 +81,7 @@ def train_and_report(
     if main:
         print(f"model saved to {result.output_dir}")
         if warnings:
-            print(f"WARNING: this model is not worth using: {'; '.join(warnings)}")
+            print(f"WARNING: {not_worth_using(warnings)}")
     return result.output_dir
 
 
