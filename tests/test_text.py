@@ -84,6 +84,20 @@ def test_missing_java_gives_a_clear_error_at_creation(monkeypatch):
         text.get_segmenter.cache_clear()
 
 
+def test_text_with_nothing_to_segment_never_creates_the_segmenter(monkeypatch):
+    def unavailable():
+        raise SegmenterUnavailableError("not installed")
+
+    monkeypatch.setitem(text._BACKENDS, "pyvi", unavailable)
+    text.get_segmenter.cache_clear()
+    try:
+        assert prepare(["Hà_Nội mưa", "", "<br>"], "pyvi") == ["Hà_Nội mưa", "", ""]
+        with pytest.raises(SegmenterUnavailableError):
+            prepare(["Hà Nội mưa"], "pyvi")
+    finally:
+        text.get_segmenter.cache_clear()
+
+
 def test_a_sentence_is_segmented_once_per_segmenter(monkeypatch):
     seen = []
 

@@ -279,9 +279,11 @@ def prepare(texts: Sequence[str], segmenter: str) -> list[str]:
     out = [normalize(t) for t in texts]
     if segmenter == "none":
         return out
+    todo = [i for i, t in enumerate(out) if t and not is_segmented(t)]
+    if not todo:  # nothing to segment: the segmenter is not even created (no JVM, no Java needed)
+        return out
     segment = get_segmenter(segmenter)
     done = _segmented.setdefault(segment, {})
-    todo = [i for i, t in enumerate(out) if t and not is_segmented(t)]
     fresh = {i: out[i] for i in todo if out[i] not in done}  # to segment, by their text now
     for i in todo:
         out[i] = done.get(out[i], out[i])
